@@ -1,0 +1,237 @@
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import * as yaml from "js-yaml";
+
+import { SkuProfile } from "../config/skus";
+import { sha256 } from "../scripts/render";
+
+export const DEVICE_PLUGIN_NAMESPACE = "nvidia-device-plugin";
+export const RUNTIME_CLASS = "nvidia";
+const DEVICE_PLUGIN_LABELS = { "app.kubernetes.io/name": "nvidia-device-plugin" };
+const DCGM_LABELS = { "app.kubernetes.io/name": "dcgm-exporter" };
+const CONFIG_HASH_ANNOTATION = "forge-edge.io/config-sha256";
+
+export interface GpuSharingArgs {
+  sku: SkuProfile;
+  timeSlicingReplicas: number;
+  devicePluginVersion: string;
+  dcgmExporter: boolean;
+  dcgmExporterImage: string;
+}
+
+/**
+ * Shares each GPU by time-slicing: the `nvidia` RuntimeClass, the NVIDIA device plugin with its time-slicing
+ * config, and DCGM metrics where the SKU has DCGM.
+ */
+export class GpuSharing extends pulumi.ComponentResource {
+  public readonly runtimeClass: k8s.node.v1.RuntimeClass;
+  public readonly config: k8s.core.v1.ConfigMap;
+  public readonly devicePlugin: k8s.apps.v1.DaemonSet;
+  public readonly dcgmExporter?: k8s.apps.v1.DaemonSet;
+
+  constructor(name: string, args: GpuSharingArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("forge:gpu:GpuSharing", name, {}, opts);
+
+    // K3s ships this object too; server-side apply adopts it instead of failing on AlreadyExists.
+    this.runtimeClass = new k8s.node.v1.RuntimeClass(
+      `${name}-runtime-class`,
+      { metadata: { name: RUNTIME_CLASS }, handler: RUNTIME_CLASS },
+      { parent: this },
+    );
+    const ns = new k8s.core.v1.Namespace(
+      `${name}-namespace`,
+      {
+        metadata: {
+          name: DEVICE_PLUGIN_NAMESPACE,
+          // The plugin mounts host paths (the kubelet's device-plugin socket directory).
+          labels: { "pod-security.kubernetes.io/enforce": "privileged" },
+        },
+      },
+      { parent: this },
+    );
+    const inNs = { parent: this, dependsOn: [ns, this.runtimeClass] };
+    const configText = timeSlicingConfig(args.sku, args.timeSlicingReplicas);
+    this.config = new k8s.core.v1.ConfigMap(
+      `${name}-time-slicing`,
+      {
+        metadata: { name: "nvidia-device-plugin-config", namespace: DEVICE_PLUGIN_NAMESPACE },
+        data: { "config.yaml": configText },
+      },
+      inNs,
+    );
+    this.devicePlugin = new k8s.apps.v1.DaemonSet(
+      `${name}-device-plugin`,
+      devicePluginSpec(args, sha256(configText)),
+      { ...inNs, dependsOn: [ns, this.runtimeClass, this.config] },
+    );
+
+    if (args.dcgmExporter) {
+      const counters = new k8s.core.v1.ConfigMap(
+        `${name}-dcgm-metrics`,
+        {
+          metadata: { name: "dcgm-exporter-metrics", namespace: DEVICE_PLUGIN_NAMESPACE },
+          data: { "metrics.csv": dcgmCounters(args.sku) },
+        },
+        inNs,
+      );
+      this.dcgmExporter = new k8s.apps.v1.DaemonSet(
+        `${name}-dcgm-exporter`,
+        dcgmExporterSpec(args.dcgmExporterImage, sha256(dcgmCounters(args.sku))),
+        { ...inNs, dependsOn: [ns, this.runtimeClass, counters] },
+      );
+    }
+
+    this.registerOutputs({
+      runtimeClass: this.runtimeClass.metadata.name,
+      devicePlugin: this.devicePlugin.metadata.name,
+      dcgmExporter: this.dcgmExporter?.metadata.name,
+    });
+  }
+}
+
+/** The device plugin's config file: every GPU on a node is advertised `replicas` times. */
+export function timeSlicingConfig(sku: SkuProfile, replicas: number): string {
+  return yaml.dump(
+    {
+      version: "v1",
+      flags: {
+        migStrategy: "none",
+        failOnInitError: true,
+        deviceDiscoveryStrategy: sku.deviceDiscovery,
+        plugin: { passDeviceSpecs: false, deviceListStrategy: "envvar", deviceIDStrategy: "uuid" },
+      },
+      sharing: {
+        timeSlicing: {
+          // Keep the plain resource name so workloads and the seed's quota ask for `nvidia.com/gpu`.
+          renameByDefault: false,
+          // A request for two slices would get no more compute than one: refuse it instead.
+          failRequestsGreaterThanOne: true,
+          resources: [{ name: "nvidia.com/gpu", replicas }],
+        },
+      },
+    },
+    { lineWidth: -1 },
+  );
+}
+
+export function devicePluginSpec(args: GpuSharingArgs, configHash: string): k8s.types.input.apps.v1.DaemonSet {
+  return {
+    metadata: { name: "nvidia-device-plugin-daemonset", namespace: DEVICE_PLUGIN_NAMESPACE, labels: DEVICE_PLUGIN_LABELS },
+    spec: {
+      selector: { matchLabels: DEVICE_PLUGIN_LABELS },
+      updateStrategy: { type: "RollingUpdate" },
+      template: {
+        metadata: {
+          labels: DEVICE_PLUGIN_LABELS,
+          // The plugin reads its config at start: a new config rolls the pods.
+          annotations: { [CONFIG_HASH_ANNOTATION]: configHash },
+        },
+        spec: {
+          // Without the nvidia runtime the plugin sees no NVML/Tegra libraries and crash-loops.
+          runtimeClassName: RUNTIME_CLASS,
+          priorityClassName: "system-node-critical",
+          tolerations: [
+            { key: "CriticalAddonsOnly", operator: "Exists" },
+            { key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" },
+          ],
+          // Works without Node Feature Discovery: K3s labels our GPU nodes at registration.
+          affinity: {
+            nodeAffinity: {
+              requiredDuringSchedulingIgnoredDuringExecution: {
+                nodeSelectorTerms: [
+                  { matchExpressions: [{ key: "nvidia.com/gpu.present", operator: "In", values: ["true"] }] },
+                ],
+              },
+            },
+          },
+          containers: [
+            {
+              name: "nvidia-device-plugin-ctr",
+              image: `nvcr.io/nvidia/k8s-device-plugin:${args.devicePluginVersion}`,
+              env: [
+                { name: "CONFIG_FILE", value: "/config/config.yaml" },
+                { name: "DEVICE_DISCOVERY_STRATEGY", value: args.sku.deviceDiscovery },
+                { name: "FAIL_ON_INIT_ERROR", value: "true" },
+                { name: "NVIDIA_VISIBLE_DEVICES", value: "all" },
+                { name: "NVIDIA_DRIVER_CAPABILITIES", value: "compute,utility" },
+              ],
+              securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] } },
+              resources: { requests: { cpu: "50m", memory: "64Mi" }, limits: { memory: "256Mi" } },
+              volumeMounts: [
+                { name: "device-plugin", mountPath: "/var/lib/kubelet/device-plugins" },
+                { name: "config", mountPath: "/config", readOnly: true },
+                { name: "cdi-root", mountPath: "/var/run/cdi" },
+              ],
+            },
+          ],
+          volumes: [
+            { name: "device-plugin", hostPath: { path: "/var/lib/kubelet/device-plugins" } },
+            {
+              name: "config",
+              configMap: { name: "nvidia-device-plugin-config", items: [{ key: "config.yaml", path: "config.yaml" }] },
+            },
+            { name: "cdi-root", hostPath: { path: "/var/run/cdi", type: "DirectoryOrCreate" } },
+          ],
+        },
+      },
+    },
+  };
+}
+
+/** DCGM fields the SKU supports; profiling (DCP) fields only where the GPU has them. */
+export function dcgmCounters(sku: SkuProfile): string {
+  const fields = [
+    ["DCGM_FI_DEV_GPU_UTIL", "gauge", "GPU utilization (in %)."],
+    ["DCGM_FI_DEV_MEM_COPY_UTIL", "gauge", "Memory utilization (in %)."],
+    ["DCGM_FI_DEV_FB_USED", "gauge", "Framebuffer memory used (in MiB)."],
+    ["DCGM_FI_DEV_FB_FREE", "gauge", "Framebuffer memory free (in MiB)."],
+    ["DCGM_FI_DEV_GPU_TEMP", "gauge", "GPU temperature (in C)."],
+    ["DCGM_FI_DEV_POWER_USAGE", "gauge", "Power draw (in W)."],
+    ["DCGM_FI_DEV_SM_CLOCK", "gauge", "SM clock frequency (in MHz)."],
+    ["DCGM_FI_DEV_XID_ERRORS", "gauge", "Value of the last XID error encountered."],
+  ];
+  if (sku.metrics.dcgmProfiling) {
+    fields.push(["DCGM_FI_PROF_GR_ENGINE_ACTIVE", "gauge", "Ratio of time the graphics engine is active."]);
+  }
+  return `# ${sku.displayName}: ${sku.metrics.note}\n` + fields.map((f) => f.join(", ")).join("\n") + "\n";
+}
+
+export function dcgmExporterSpec(image: string, countersHash: string): k8s.types.input.apps.v1.DaemonSet {
+  return {
+    metadata: { name: "dcgm-exporter", namespace: DEVICE_PLUGIN_NAMESPACE, labels: DCGM_LABELS },
+    spec: {
+      selector: { matchLabels: DCGM_LABELS },
+      template: {
+        metadata: { labels: DCGM_LABELS, annotations: { [CONFIG_HASH_ANNOTATION]: countersHash } },
+        spec: {
+          runtimeClassName: RUNTIME_CLASS,
+          priorityClassName: "forge-normal",
+          tolerations: [{ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" }],
+          nodeSelector: { "nvidia.com/gpu.present": "true" },
+          containers: [
+            {
+              name: "dcgm-exporter",
+              image,
+              args: ["-f", "/etc/dcgm-exporter/metrics.csv"],
+              env: [
+                { name: "NVIDIA_VISIBLE_DEVICES", value: "all" },
+                { name: "DCGM_EXPORTER_KUBERNETES", value: "true" },
+              ],
+              ports: [{ name: "metrics", containerPort: 9400 }],
+              securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] } },
+              resources: { requests: { cpu: "50m", memory: "128Mi" }, limits: { memory: "512Mi" } },
+              volumeMounts: [
+                { name: "metrics", mountPath: "/etc/dcgm-exporter", readOnly: true },
+                { name: "pod-resources", mountPath: "/var/lib/kubelet/pod-resources", readOnly: true },
+              ],
+            },
+          ],
+          volumes: [
+            { name: "metrics", configMap: { name: "dcgm-exporter-metrics" } },
+            { name: "pod-resources", hostPath: { path: "/var/lib/kubelet/pod-resources" } },
+          ],
+        },
+      },
+    },
+  };
+}

@@ -1,0 +1,35 @@
+/** Binds the stack configuration to the running Pulumi program. */
+import * as pulumi from "@pulumi/pulumi";
+
+import { ConfigSource, parseStackConfig, StackConfig } from "./stack";
+
+// The SDK exports isConfigSecret at runtime but not in its typings.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const runtimeConfig = require("@pulumi/pulumi/runtime/config") as { isConfigSecret(key: string): boolean };
+
+export const PROJECT = "forge-edge";
+
+/** Reads this project's keys from the engine's configuration. */
+export function pulumiConfigSource(project = PROJECT): ConfigSource & { keys(): string[] } {
+  const prefix = `${project}:`;
+  return {
+    get: (key) => pulumi.runtime.getConfig(prefix + key),
+    isSecret: (key) => runtimeConfig.isConfigSecret(prefix + key),
+    keys: () =>
+      Object.keys(pulumi.runtime.allConfig())
+        .filter((k) => k.startsWith(prefix))
+        .map((k) => k.slice(prefix.length)),
+  };
+}
+
+export interface LoadedConfig {
+  config: StackConfig;
+  sshPrivateKey: pulumi.Output<string>;
+}
+
+/** Parses and validates the stack's config; throws a ConfigError before any resource is declared. */
+export function loadConfig(): LoadedConfig {
+  const config = parseStackConfig(pulumi.getStack(), pulumiConfigSource());
+  const sshPrivateKey = new pulumi.Config(PROJECT).requireSecret("sshPrivateKey");
+  return { config, sshPrivateKey };
+}
