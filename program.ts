@@ -68,7 +68,9 @@ export function forgeEdge(config: StackConfig, sshPrivateKey: pulumi.Input<strin
     kubeconfig: cluster.kubeconfig,
     nodes: cluster.summary,
     gpuSlicesPerNode: cluster.gpuSlicesPerNode,
-    gpuReports: pulumi.output(Object.fromEntries(cluster.nodes.map((n, i) => [config.nodes[i].name, n.gpuReport]))),
+    gpuReports: pulumi.output(
+      Object.fromEntries(cluster.nodes.map((n, i) => [config.nodes[i].name, n.gpuReport])),
+    ),
     autoscaling: { metric: config.sku.hpa.metric, reason: config.sku.hpa.reason },
   };
 }

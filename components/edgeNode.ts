@@ -70,10 +70,16 @@ export class EdgeNode extends pulumi.ComponentResource {
         connection,
         create: remoteCommand("k3s-install", k3sParams(args), node.user),
         delete: remoteCommand("k3s-uninstall", { ROLE: node.role }, node.user),
-        stdin: args.token,
+        // Secret whatever the caller passed: the token must never be stored or shown in plaintext.
+        stdin: pulumi.secret(args.token),
         addPreviousOutputInEnv: false,
       },
-      { parent: this, dependsOn: [this.runtime, ...copies], customTimeouts: timeouts, deleteBeforeReplace: true },
+      {
+        parent: this,
+        dependsOn: [this.runtime, ...copies],
+        customTimeouts: timeouts,
+        deleteBeforeReplace: true,
+      },
     );
 
     this.gpuReport = this.runtime.stdout;
@@ -153,6 +159,10 @@ export function airgapFiles(airgap: AirgapConfig, sku: SkuProfile): AirgapFile[]
   return [
     { id: "k3s", source: airgap.k3sBinary, remotePath: `${AIRGAP_DIR}/k3s` },
     { id: "installer", source: airgap.installScript, remotePath: `${AIRGAP_DIR}/install.sh` },
-    { id: "images", source: airgap.imagesTarball, remotePath: `${AIRGAP_DIR}/k3s-airgap-images-${sku.arch}${ext}` },
+    {
+      id: "images",
+      source: airgap.imagesTarball,
+      remotePath: `${AIRGAP_DIR}/k3s-airgap-images-${sku.arch}${ext}`,
+    },
   ];
 }

@@ -114,9 +114,16 @@ export function timeSlicingConfig(sku: SkuProfile, replicas: number): string {
   );
 }
 
-export function devicePluginSpec(args: GpuSharingArgs, configHash: string): k8s.types.input.apps.v1.DaemonSet {
+export function devicePluginSpec(
+  args: GpuSharingArgs,
+  configHash: string,
+): k8s.types.input.apps.v1.DaemonSet {
   return {
-    metadata: { name: "nvidia-device-plugin-daemonset", namespace: DEVICE_PLUGIN_NAMESPACE, labels: DEVICE_PLUGIN_LABELS },
+    metadata: {
+      name: "nvidia-device-plugin-daemonset",
+      namespace: DEVICE_PLUGIN_NAMESPACE,
+      labels: DEVICE_PLUGIN_LABELS,
+    },
     spec: {
       selector: { matchLabels: DEVICE_PLUGIN_LABELS },
       updateStrategy: { type: "RollingUpdate" },
@@ -168,7 +175,10 @@ export function devicePluginSpec(args: GpuSharingArgs, configHash: string): k8s.
             { name: "device-plugin", hostPath: { path: "/var/lib/kubelet/device-plugins" } },
             {
               name: "config",
-              configMap: { name: "nvidia-device-plugin-config", items: [{ key: "config.yaml", path: "config.yaml" }] },
+              configMap: {
+                name: "nvidia-device-plugin-config",
+                items: [{ key: "config.yaml", path: "config.yaml" }],
+              },
             },
             { name: "cdi-root", hostPath: { path: "/var/run/cdi", type: "DirectoryOrCreate" } },
           ],

@@ -48,10 +48,14 @@ export class InferenceStack extends pulumi.ComponentResource {
       child,
     );
     const pvc = new k8s.core.v1.PersistentVolumeClaim(`${name}-models`, modelsPvcSpec(args.storage), child);
-    this.deployment = new k8s.apps.v1.Deployment(`${name}-deployment`, deploymentSpec(args.inference, sha256(JSON.stringify(data))), {
-      parent: this,
-      dependsOn: [config, pvc],
-    });
+    this.deployment = new k8s.apps.v1.Deployment(
+      `${name}-deployment`,
+      deploymentSpec(args.inference, sha256(JSON.stringify(data))),
+      {
+        parent: this,
+        dependsOn: [config, pvc],
+      },
+    );
     this.service = new k8s.core.v1.Service(`${name}-service`, serviceSpec(args.inference, args.nodePort), {
       parent: this,
       dependsOn: [this.deployment],
@@ -79,7 +83,10 @@ export function configData(inf: InferenceConfig): Record<string, string> {
   };
 }
 
-export function modelsPvcSpec(storage: { size: string; storageClass: string }): k8s.types.input.core.v1.PersistentVolumeClaim {
+export function modelsPvcSpec(storage: {
+  size: string;
+  storageClass: string;
+}): k8s.types.input.core.v1.PersistentVolumeClaim {
   return {
     metadata: { name: MODELS_PVC, namespace: NAMESPACE, labels: LABELS },
     spec: {
@@ -92,7 +99,10 @@ export function modelsPvcSpec(storage: { size: string; storageClass: string }): 
 
 /** Startup budget: enough 10 s periods to cover the model's load time, never below the seed's five minutes. */
 export function startupFailureThreshold(modelLoadSeconds: number): number {
-  return Math.max(PROBES.minStartupFailureThreshold, Math.ceil(modelLoadSeconds / PROBES.startupPeriodSeconds));
+  return Math.max(
+    PROBES.minStartupFailureThreshold,
+    Math.ceil(modelLoadSeconds / PROBES.startupPeriodSeconds),
+  );
 }
 
 export function deploymentSpec(inf: InferenceConfig, configHash: string): k8s.types.input.apps.v1.Deployment {
@@ -132,8 +142,16 @@ export function deploymentSpec(inf: InferenceConfig, configHash: string): k8s.ty
               ports: [{ name: "http", containerPort: inf.port }],
               envFrom: [{ configMapRef: { name: CONFIG_MAP } }],
               resources: {
-                requests: { cpu: inf.cpuRequest, memory: inf.memoryRequest, "nvidia.com/gpu": String(inf.gpuSlicesPerPod) },
-                limits: { cpu: inf.cpuLimit, memory: inf.memoryLimit, "nvidia.com/gpu": String(inf.gpuSlicesPerPod) },
+                requests: {
+                  cpu: inf.cpuRequest,
+                  memory: inf.memoryRequest,
+                  "nvidia.com/gpu": String(inf.gpuSlicesPerPod),
+                },
+                limits: {
+                  cpu: inf.cpuLimit,
+                  memory: inf.memoryLimit,
+                  "nvidia.com/gpu": String(inf.gpuSlicesPerPod),
+                },
               },
               startupProbe: {
                 httpGet: http,
@@ -195,7 +213,10 @@ export function pdbSpec(replicas: number): k8s.types.input.policy.v1.PodDisrupti
   };
 }
 
-export function hpaSpec(sku: SkuProfile, inf: InferenceConfig): k8s.types.input.autoscaling.v2.HorizontalPodAutoscaler {
+export function hpaSpec(
+  sku: SkuProfile,
+  inf: InferenceConfig,
+): k8s.types.input.autoscaling.v2.HorizontalPodAutoscaler {
   return {
     metadata: {
       name: APP,
@@ -210,13 +231,22 @@ export function hpaSpec(sku: SkuProfile, inf: InferenceConfig): k8s.types.input.
       metrics: [
         {
           type: "Resource",
-          resource: { name: sku.hpa.metric, target: { type: "Utilization", averageUtilization: sku.hpa.targetUtilization } },
+          resource: {
+            name: sku.hpa.metric,
+            target: { type: "Utilization", averageUtilization: sku.hpa.targetUtilization },
+          },
         },
       ],
       // A new replica loads a model for minutes: scale up deliberately, scale down slowly.
       behavior: {
-        scaleUp: { stabilizationWindowSeconds: 60, policies: [{ type: "Pods", value: 1, periodSeconds: 300 }] },
-        scaleDown: { stabilizationWindowSeconds: 600, policies: [{ type: "Pods", value: 1, periodSeconds: 300 }] },
+        scaleUp: {
+          stabilizationWindowSeconds: 60,
+          policies: [{ type: "Pods", value: 1, periodSeconds: 300 }],
+        },
+        scaleDown: {
+          stabilizationWindowSeconds: 600,
+          policies: [{ type: "Pods", value: 1, periodSeconds: 300 }],
+        },
       },
     },
   };

@@ -47,7 +47,11 @@ export class K3sCluster extends pulumi.ComponentResource {
     const [first, ...rest] = args.nodes;
     const servers = args.nodes.filter((n) => n.role === "server").length;
 
-    const token = new random.RandomPassword(`${name}-token`, { length: 64, special: false }, { parent: this });
+    const token = new random.RandomPassword(
+      `${name}-token`,
+      { length: 64, special: false },
+      { parent: this },
+    );
 
     const nodeArgs = (node: NodeConfig, serverUrl: string) => ({
       node,
@@ -96,7 +100,9 @@ export class K3sCluster extends pulumi.ComponentResource {
     );
 
     this.summary = args.nodes.map((n) => ({ name: n.name, host: n.host, role: n.role, gpus: n.gpus }));
-    this.gpuSlicesPerNode = Object.fromEntries(args.nodes.map((n) => [n.name, n.gpus * args.timeSlicingReplicas]));
+    this.gpuSlicesPerNode = Object.fromEntries(
+      args.nodes.map((n) => [n.name, n.gpus * args.timeSlicingReplicas]),
+    );
     this.registerOutputs({
       kubeconfig: this.kubeconfig,
       nodes: this.summary,
@@ -117,6 +123,7 @@ export function rewriteKubeconfig(kubeconfig: string, host: string): string {
     /server:\s*https:\/\/(127\.0\.0\.1|localhost|\[::1\]):(\d+)/g,
     (_m, _h, port: string) => `server: https://${target}:${port}`,
   );
-  if (!/server:\s*https:\/\//.test(rewritten)) throw new Error("the K3s kubeconfig has no https server entry");
+  if (!/server:\s*https:\/\//.test(rewritten))
+    throw new Error("the K3s kubeconfig has no https server entry");
   return rewritten;
 }

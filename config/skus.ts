@@ -113,7 +113,11 @@ export const SKUS: Readonly<Record<SkuName, SkuProfile>> = {
       maxGpusPerNode: 4,
     },
     deviceDiscovery: "nvml",
-    driver: { minBranch: 570, maxBranch: 0, note: "Blackwell needs R570 or newer with the open kernel modules" },
+    driver: {
+      minBranch: 570,
+      maxBranch: 0,
+      note: "Blackwell needs R570 or newer with the open kernel modules",
+    },
     cudaMajors: [12, 13],
     toolkitSource: "apt",
     metrics: {

@@ -147,7 +147,10 @@ class Checker {
   readonly problems: string[] = [];
 
   fail(key: string, value: unknown, allowed: string): void {
-    this.problems.push(`${key} = ${JSON.stringify(value)} is invalid: ${allowed}`);
+    // The engine hands scalars over as strings; show numbers and booleans the way the user typed them.
+    const shown =
+      typeof value === "string" && /^(-?\d+(\.\d+)?|true|false)$/.test(value) ? value : JSON.stringify(value);
+    this.problems.push(`${key} = ${shown} is invalid: ${allowed}`);
   }
 
   str(key: string, v: unknown, def: string | undefined, re: RegExp, allowed: string): string {
@@ -223,7 +226,8 @@ class Checker {
 
   unknownKeys(key: string, obj: Record<string, unknown>, known: readonly string[]): void {
     for (const k of Object.keys(obj)) {
-      if (!known.includes(k)) this.problems.push(`${key}.${k} is not a known key: allowed keys are ${known.join(", ")}`);
+      if (!known.includes(k))
+        this.problems.push(`${key}.${k} is not a known key: allowed keys are ${known.join(", ")}`);
     }
   }
 }
@@ -255,19 +259,33 @@ function parseNodes(c: Checker, raw: unknown): NodeConfig[] {
       name: c.str(`${key}.name`, o.name, undefined, NAME_RE, "a DNS label (lower-case letters, digits, '-')"),
       host: c.str(`${key}.host`, o.host, undefined, HOST_RE, "an IP address or DNS name"),
       port: c.int(`${key}.port`, o.port, 22, 1, 65535),
-      user: c.str(`${key}.user`, o.user, "root", USER_RE, "a POSIX user name with passwordless sudo, or root"),
+      user: c.str(
+        `${key}.user`,
+        o.user,
+        "root",
+        USER_RE,
+        "a POSIX user name with passwordless sudo, or root",
+      ),
       role,
       gpus: c.int(`${key}.gpus`, o.gpus, 1, 1, 64),
       hostKey:
         hostKey === undefined
           ? undefined
-          : c.str(`${key}.hostKey`, hostKey, undefined, HOST_KEY_RE, 'an authorized_keys line, "ssh-ed25519 AAAA..."'),
+          : c.str(
+              `${key}.hostKey`,
+              hostKey,
+              undefined,
+              HOST_KEY_RE,
+              'an authorized_keys line, "ssh-ed25519 AAAA..."',
+            ),
     };
   });
   const seen = new Map<string, number>();
   nodes.forEach((n, i) => {
     if (n.name && seen.has(n.name)) {
-      c.problems.push(`nodes[${i}].name = "${n.name}" duplicates nodes[${seen.get(n.name)}].name: node names must be unique`);
+      c.problems.push(
+        `nodes[${i}].name = "${n.name}" duplicates nodes[${seen.get(n.name)}].name: node names must be unique`,
+      );
     }
     seen.set(n.name, i);
   });
@@ -275,19 +293,24 @@ function parseNodes(c: Checker, raw: unknown): NodeConfig[] {
   nodes.forEach((n, i) => {
     const ep = `${n.host}:${n.port}`;
     if (n.host && endpoints.has(ep)) {
-      c.problems.push(`nodes[${i}].host = "${ep}" duplicates nodes[${endpoints.get(ep)}]: one node per SSH endpoint`);
+      c.problems.push(
+        `nodes[${i}].host = "${ep}" duplicates nodes[${endpoints.get(ep)}]: one node per SSH endpoint`,
+      );
     }
     endpoints.set(ep, i);
   });
   const servers = nodes.filter((n) => n.role === "server").length;
-  if (servers === 0) c.problems.push("nodes has no server: the first K3s server must be a node with role: server");
+  if (servers === 0)
+    c.problems.push("nodes has no server: the first K3s server must be a node with role: server");
   if (servers === 2 || servers > 3) {
     c.problems.push(
       `nodes has ${servers} servers: K3s embedded etcd needs 1 server, or 3 for HA (an even count loses quorum as easily as one)`,
     );
   }
   if (nodes.length > 0 && nodes[0].role !== "server") {
-    c.problems.push("nodes[0].role must be server: the first node initialises the cluster and the others join it");
+    c.problems.push(
+      "nodes[0].role must be server: the first node initialises the cluster and the others join it",
+    );
   }
   return nodes;
 }
@@ -339,7 +362,11 @@ export function parseStackConfig(stack: string, src: ConfigSource): StackConfig 
   );
   const minor = Number(K3S_VERSION_RE.exec(k3sVersion)?.[1] ?? MIN_K3S_MINOR);
   if (minor < MIN_K3S_MINOR) {
-    c.fail("k3sVersion", k3sVersion, `v1.${MIN_K3S_MINOR} or newer is required (nvidia RuntimeClass, containerd 2 template)`);
+    c.fail(
+      "k3sVersion",
+      k3sVersion,
+      `v1.${MIN_K3S_MINOR} or newer is required (nvidia RuntimeClass, containerd 2 template)`,
+    );
   }
   const toolkitVersion = c.str(
     "toolkitVersion",
@@ -368,7 +395,13 @@ export function parseStackConfig(stack: string, src: ConfigSource): StackConfig 
   );
 
   const ts = sku.timeSlicing;
-  const timeSlicingReplicas = c.int("timeSlicingReplicas", src.get("timeSlicingReplicas"), ts.default, ts.min, ts.max);
+  const timeSlicingReplicas = c.int(
+    "timeSlicingReplicas",
+    src.get("timeSlicingReplicas"),
+    ts.default,
+    ts.min,
+    ts.max,
+  );
   if (
     src.get("timeSlicingReplicas") !== undefined &&
     c.problems.some((p) => p.startsWith("timeSlicingReplicas ="))
@@ -400,13 +433,20 @@ export function parseStackConfig(stack: string, src: ConfigSource): StackConfig 
   const settingsRaw = c.object("inference.settings", inf.settings);
   const settings: Record<string, string> = {};
   for (const [k, v] of Object.entries(settingsRaw)) {
-    if (!SETTING_KEY_RE.test(k)) c.fail(`inference.settings.${k}`, k, "keys must be environment variable names");
+    if (!SETTING_KEY_RE.test(k))
+      c.fail(`inference.settings.${k}`, k, "keys must be environment variable names");
     else if (typeof v !== "string" && typeof v !== "number" && typeof v !== "boolean") {
       c.fail(`inference.settings.${k}`, v, "a string, number or boolean");
     } else settings[k] = String(v);
   }
   const inference: InferenceConfig = {
-    image: c.str("inference.image", inf.image, undefined, IMAGE_RE, 'a container image reference, e.g. "registry/forge/llm:1.2"'),
+    image: c.str(
+      "inference.image",
+      inf.image,
+      undefined,
+      IMAGE_RE,
+      'a container image reference, e.g. "registry/forge/llm:1.2"',
+    ),
     replicas,
     maxReplicas: c.int("inference.maxReplicas", inf.maxReplicas, replicas, 1, 64),
     cpuRequest: c.cpu("inference.cpuRequest", inf.cpuRequest, "1"),
@@ -439,7 +479,11 @@ export function parseStackConfig(stack: string, src: ConfigSource): StackConfig 
     );
   }
   if (inference.maxReplicas < inference.replicas) {
-    c.fail("inference.maxReplicas", inference.maxReplicas, `must be at least inference.replicas (${inference.replicas})`);
+    c.fail(
+      "inference.maxReplicas",
+      inference.maxReplicas,
+      `must be at least inference.replicas (${inference.replicas})`,
+    );
   }
   if (inference.maxReplicas * inference.gpuSlicesPerPod > totalSlices) {
     c.fail(
@@ -451,12 +495,20 @@ export function parseStackConfig(stack: string, src: ConfigSource): StackConfig 
   const reqMem = parseMemory(inference.memoryRequest);
   const limMem = parseMemory(inference.memoryLimit);
   if (reqMem !== undefined && limMem !== undefined && limMem < reqMem) {
-    c.fail("inference.memoryLimit", inference.memoryLimit, `must be at least inference.memoryRequest (${inference.memoryRequest})`);
+    c.fail(
+      "inference.memoryLimit",
+      inference.memoryLimit,
+      `must be at least inference.memoryRequest (${inference.memoryRequest})`,
+    );
   }
   const reqCpu = parseCpu(inference.cpuRequest);
   const limCpu = parseCpu(inference.cpuLimit);
   if (reqCpu !== undefined && limCpu !== undefined && limCpu < reqCpu) {
-    c.fail("inference.cpuLimit", inference.cpuLimit, `must be at least inference.cpuRequest (${inference.cpuRequest})`);
+    c.fail(
+      "inference.cpuLimit",
+      inference.cpuLimit,
+      `must be at least inference.cpuRequest (${inference.cpuRequest})`,
+    );
   }
   if (skuKnown && inf.modelMemoryGiB !== undefined) {
     // Time-slicing has no memory isolation: every slice on a GPU may hold a model copy at once.
@@ -474,7 +526,11 @@ export function parseStackConfig(stack: string, src: ConfigSource): StackConfig 
   if (skuKnown) {
     nodes.forEach((n, i) => {
       if (n.gpus > sku.gpu.maxGpusPerNode) {
-        c.fail(`nodes[${i}].gpus`, n.gpus, `${sku.displayName} nodes hold at most ${sku.gpu.maxGpusPerNode} GPU(s)`);
+        c.fail(
+          `nodes[${i}].gpus`,
+          n.gpus,
+          `${sku.displayName} nodes hold at most ${sku.gpu.maxGpusPerNode} GPU(s)`,
+        );
       }
     });
   }
@@ -483,7 +539,13 @@ export function parseStackConfig(stack: string, src: ConfigSource): StackConfig 
   c.unknownKeys("storage", st, ["size", "storageClass"]);
   const storage = {
     size: c.memory("storage.size", st.size, "50Gi"),
-    storageClass: c.str("storage.storageClass", st.storageClass, "local-path", NAME_RE, "a StorageClass name"),
+    storageClass: c.str(
+      "storage.storageClass",
+      st.storageClass,
+      "local-path",
+      NAME_RE,
+      "a StorageClass name",
+    ),
   };
 
   const nodePort = c.int("nodePort", src.get("nodePort"), 30080, NODE_PORT_RANGE.min, NODE_PORT_RANGE.max);
@@ -498,7 +560,11 @@ export function parseStackConfig(stack: string, src: ConfigSource): StackConfig 
     pods: c.int("quota.pods", q.pods, Math.max(10, totalSlices + 6), 1, 1000),
   };
   if (quota.gpu < inference.maxReplicas * inference.gpuSlicesPerPod) {
-    c.fail("quota.gpu", quota.gpu, `must cover inference.maxReplicas × gpuSlicesPerPod (${inference.maxReplicas})`);
+    c.fail(
+      "quota.gpu",
+      quota.gpu,
+      `must cover inference.maxReplicas × gpuSlicesPerPod (${inference.maxReplicas})`,
+    );
   }
   const qReq = parseMemory(quota.requestsMemory);
   if (qReq !== undefined && reqMem !== undefined && qReq < inference.maxReplicas * reqMem) {
@@ -528,7 +594,8 @@ export function parseStackConfig(stack: string, src: ConfigSource): StackConfig 
     } else {
       allowedCidrs = cidrsRaw.map(String);
       cidrsRaw.forEach((v, i) => {
-        if (typeof v !== "string" || !isCidr(v)) c.fail(`allowedCidrs[${i}]`, v, 'an IPv4/IPv6 CIDR such as "192.0.2.0/24"');
+        if (typeof v !== "string" || !isCidr(v))
+          c.fail(`allowedCidrs[${i}]`, v, 'an IPv4/IPv6 CIDR such as "192.0.2.0/24"');
       });
     }
   }
@@ -540,7 +607,11 @@ export function parseStackConfig(stack: string, src: ConfigSource): StackConfig 
     c.unknownKeys("airgap", o, ["k3sBinary", "installScript", "imagesTarball"]);
     const path = (k: string) =>
       c.str(`airgap.${k}`, o[k], undefined, /^[^\0]+$/, "a path on the machine running pulumi");
-    airgap = { k3sBinary: path("k3sBinary"), installScript: path("installScript"), imagesTarball: path("imagesTarball") };
+    airgap = {
+      k3sBinary: path("k3sBinary"),
+      installScript: path("installScript"),
+      imagesTarball: path("imagesTarball"),
+    };
   }
 
   // Keys that are not ours are almost always typos of ours.

@@ -7,7 +7,12 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
 
-export type ScriptName = "nvidia-runtime" | "nvidia-runtime-revert" | "k3s-install" | "k3s-uninstall" | "read-kubeconfig";
+export type ScriptName =
+  | "nvidia-runtime"
+  | "nvidia-runtime-revert"
+  | "k3s-install"
+  | "k3s-uninstall"
+  | "read-kubeconfig";
 
 export type ScriptParams = Readonly<Record<string, string | number | boolean>>;
 
@@ -45,7 +50,10 @@ export function renderScript(name: ScriptName, params: ScriptParams = {}): strin
   if (missing.length || extra.length) {
     throw new Error(
       `script ${name}.sh: ` +
-        [missing.length ? `missing parameter(s) ${missing.join(", ")}` : "", extra.length ? `undeclared parameter(s) ${extra.join(", ")}` : ""]
+        [
+          missing.length ? `missing parameter(s) ${missing.join(", ")}` : "",
+          extra.length ? `undeclared parameter(s) ${extra.join(", ")}` : "",
+        ]
           .filter(Boolean)
           .join("; "),
     );
@@ -55,11 +63,17 @@ export function renderScript(name: ScriptName, params: ScriptParams = {}): strin
   return `# forge-edge ${name}.sh sha256:${sha256(source).slice(0, 16)}\n${assignments}${assignments ? "\n" : ""}${body}`;
 }
 
+const HEREDOC_END = "FORGE_EDGE_SCRIPT_END";
+
 /**
  * The command line that runs a rendered script on the node as root. The script travels inside the command (not
- * via `environment`, which sshd drops without AcceptEnv), leaving stdin free for secrets.
+ * via `environment`, which sshd drops without AcceptEnv) as a quoted here-document, so it stays verbatim and
+ * readable in `pulumi preview --diff`, and stdin stays free for secrets.
  */
 export function remoteCommand(name: ScriptName, params: ScriptParams, user: string): string {
+  const script = renderScript(name, params);
+  if (script.split("\n").includes(HEREDOC_END))
+    throw new Error(`script ${name}.sh contains the line ${HEREDOC_END}`);
   const sudo = user === "root" ? "" : "sudo -n ";
-  return `${sudo}bash -c ${shellQuote(renderScript(name, params))} forge-${name}`;
+  return `${sudo}bash -c "$(cat <<'${HEREDOC_END}'\n${script}\n${HEREDOC_END}\n)" forge-${name}`;
 }

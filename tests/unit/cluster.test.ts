@@ -1,0 +1,78 @@
+/** Multi-node and air-gapped clusters under mocks: who joins whom, HA, and what gets copied to the node. */
+import * as assert from "node:assert/strict";
+
+import { run } from "../../program";
+import { rewriteKubeconfig, serverUrlOf } from "../../components/k3sCluster";
+import { evaluateStack, MOCK_KUBECONFIG } from "./support";
+
+const nodes = [
+  { name: "s1", host: "192.0.2.10", role: "server" },
+  { name: "s2", host: "192.0.2.11", role: "server" },
+  { name: "s3", host: "192.0.2.12", role: "server" },
+  { name: "a1", host: "192.0.2.20", role: "agent", user: "ubuntu", port: 2222 },
+];
+
+describe("K3s cluster", () => {
+  it("initialises HA on the first server and joins the others to it", async () => {
+    const ev = await evaluateStack("rtx4000", run, { nodes, quota: undefined });
+    const k3s = (n: string) => String(ev.byName(`${n}-k3s`).inputs.create);
+    assert.match(k3s("s1"), /CLUSTER_INIT='true'/);
+    assert.match(k3s("s1"), /SERVER_URL=''/);
+    for (const n of ["s2", "s3", "a1"]) {
+      assert.match(k3s(n), /SERVER_URL='https:\/\/192\.0\.2\.10:6443'/, n);
+      assert.match(k3s(n), /CLUSTER_INIT='false'/, n);
+    }
+    assert.match(k3s("a1"), /ROLE='agent'/);
+    assert.match(k3s("a1"), /^sudo -n bash -c/, "non-root users go through sudo");
+    assert.match(String(ev.byName("a1-k3s").inputs.delete), /ROLE='agent'/);
+    assert.deepEqual(ev.result.gpuSlicesPerNode, { s1: 4, s2: 4, s3: 4, a1: 4 });
+  });
+
+  it("labels every node for the device plugin and our scheduling", async () => {
+    const ev = await evaluateStack("p40", run);
+    assert.match(
+      String(ev.byName("p40-01-k3s").inputs.create),
+      /NODE_LABELS='nvidia\.com\/gpu\.present=true,forge-edge\.io\/sku=p40,forge-edge\.io\/gpu-count=1,forge-edge\.io\/device-discovery=nvml'/,
+    );
+  });
+
+  it("pins the SSH host key when one is configured and bounds dialing", async () => {
+    const hostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTests";
+    const ev = await evaluateStack("p40", run, {
+      nodes: [{ name: "p", host: "192.0.2.30", role: "server", hostKey }],
+    });
+    const conn = (ev.byName("p-k3s").inputs.connection as { value: Record<string, unknown> }).value;
+    assert.equal(conn.hostKey, hostKey);
+    assert.equal(conn.dialErrorLimit, 4);
+    assert.equal(conn.perDialTimeout, 15);
+  });
+
+  it("copies air-gap artifacts to the node before installing K3s", async () => {
+    const airgap = {
+      k3sBinary: "/srv/k3s",
+      installScript: "/srv/install.sh",
+      imagesTarball: "/srv/images.tar.zst",
+    };
+    const ev = await evaluateStack("thor", run, { airgap });
+    const copies = ev
+      .ofType("command:remote:CopyToRemote")
+      .map((r) => r.inputs.remotePath)
+      .sort();
+    assert.deepEqual(copies, [
+      "/var/lib/forge-edge/airgap/install.sh",
+      "/var/lib/forge-edge/airgap/k3s",
+      "/var/lib/forge-edge/airgap/k3s-airgap-images-arm64.tar.zst",
+    ]);
+    assert.match(String(ev.byName("thor-01-k3s").inputs.create), /AIRGAP='true'/);
+  });
+
+  it("rewrites the kubeconfig to the server's address", () => {
+    assert.match(rewriteKubeconfig(MOCK_KUBECONFIG, "192.0.2.10"), /server: https:\/\/192\.0\.2\.10:6443/);
+    assert.match(rewriteKubeconfig(MOCK_KUBECONFIG, "2001:db8::1"), /server: https:\/\/\[2001:db8::1\]:6443/);
+    assert.throws(() => rewriteKubeconfig("apiVersion: v1", "192.0.2.10"), /no https server entry/);
+    assert.equal(
+      serverUrlOf({ name: "x", host: "edge.example", port: 22, user: "root", role: "server", gpus: 1 }),
+      "https://edge.example:6443",
+    );
+  });
+});
