@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# One-time set-up on a fresh machine: Debian packages the tests and the demo use, the npm dependencies, and the
+# offline toolchain (Pulumi CLI, providers, control plane) built from Go modules into a cache outside the repo.
+# Idempotent: a second run finds everything in place and returns in seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+
+# Packages: shellcheck (lint); openssh-server: the SSH test hosts; socat: the K3s double's API port; openssl: test PKI;
+# iproute2/util-linux: mount namespaces for the hosts; jq: scripts' JSON reading.
+packages=(shellcheck openssh-server openssh-client socat openssl util-linux iproute2 jq)
+missing=()
+for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  log "Debian packages present"
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log "installing npm dependencies"
+  npm ci --no-audit --no-fund
+else
+  log "npm dependencies up to date"
+fi
+
+log "building the offline toolchain (cached in \${FORGE_EDGE_CACHE:-\$HOME/.cache/forge-edge})"
+bash harness/build-toolchain.sh
+log "done"
