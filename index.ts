@@ -10,3 +10,4 @@ export const nodes = outputs.nodes;
 export const gpuSlicesPerNode = outputs.gpuSlicesPerNode;
 export const gpuReports = outputs.gpuReports;
 export const autoscaling = outputs.autoscaling;
+export const rolloutWaves = outputs.rolloutWaves;

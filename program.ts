@@ -20,6 +20,8 @@ export interface ForgeEdgeOutputs {
   gpuSlicesPerNode: Record<string, number>;
   gpuReports: pulumi.Output<Record<string, string>>;
   autoscaling: { metric: string; reason: string };
+  /** Node names per rollout wave: the order in which a bootstrap or a K3s upgrade walks the fleet. */
+  rolloutWaves: string[][];
 }
 
 export function forgeEdge(config: StackConfig, sshPrivateKey: pulumi.Input<string>): ForgeEdgeOutputs {
@@ -31,6 +33,7 @@ export function forgeEdge(config: StackConfig, sshPrivateKey: pulumi.Input<strin
     k3sVersion: config.k3sVersion,
     toolkitVersion: config.toolkitVersion,
     timeSlicingReplicas: config.timeSlicingReplicas,
+    rollout: config.rollout,
     airgap: config.airgap,
   });
   const k8sOpts = { providers: { kubernetes: cluster.provider }, dependsOn: cluster.ready };
@@ -72,6 +75,7 @@ export function forgeEdge(config: StackConfig, sshPrivateKey: pulumi.Input<strin
       Object.fromEntries(cluster.nodes.map((n, i) => [config.nodes[i].name, n.gpuReport])),
     ),
     autoscaling: { metric: config.sku.hpa.metric, reason: config.sku.hpa.reason },
+    rolloutWaves: cluster.waves,
   };
 }
 

@@ -24,6 +24,8 @@ export interface EdgeNodeArgs {
   /** First server of an HA cluster: starts embedded etcd. */
   clusterInit: boolean;
   airgap?: AirgapConfig;
+  /** Steps of earlier rollout waves: nothing of this node starts before they succeed. */
+  after?: pulumi.Resource[];
 }
 
 /**
@@ -41,6 +43,7 @@ export class EdgeNode extends pulumi.ComponentResource {
     const { node, sku } = args;
     const connection = nodeConnection(node, args.sshPrivateKey);
     const timeouts = { create: "20m", update: "20m", delete: "10m" };
+    const after = args.after ?? [];
 
     const copies = args.airgap
       ? airgapFiles(args.airgap, sku).map(
@@ -48,7 +51,7 @@ export class EdgeNode extends pulumi.ComponentResource {
             new command.remote.CopyToRemote(
               `${name}-airgap-${f.id}`,
               { connection, source: new pulumi.asset.FileAsset(f.source), remotePath: f.remotePath },
-              { parent: this, customTimeouts: timeouts },
+              { parent: this, customTimeouts: timeouts, dependsOn: after },
             ),
         )
       : [];
@@ -61,7 +64,7 @@ export class EdgeNode extends pulumi.ComponentResource {
         delete: remoteCommand("nvidia-runtime-revert", {}, node.user),
         addPreviousOutputInEnv: false,
       },
-      { parent: this, customTimeouts: timeouts, deleteBeforeReplace: true },
+      { parent: this, customTimeouts: timeouts, deleteBeforeReplace: true, dependsOn: after },
     );
 
     this.k3s = new command.remote.Command(

@@ -4,7 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 
 import { SkuProfile } from "../config/skus";
-import { AirgapConfig, NodeConfig } from "../config/stack";
+import { AirgapConfig, NodeConfig, RolloutConfig } from "../config/stack";
 import { remoteCommand } from "../scripts/render";
 import { EdgeNode, nodeConnection } from "./edgeNode";
 
@@ -18,6 +18,7 @@ export interface K3sClusterArgs {
   k3sVersion: string;
   toolkitVersion: string;
   timeSlicingReplicas: number;
+  rollout: RolloutConfig;
   airgap?: AirgapConfig;
 }
 
@@ -29,49 +30,66 @@ export interface NodeSummary {
 }
 
 /**
- * The K3s cluster of one stack: a token, the first server, the nodes that join it, and a Kubernetes provider
- * built from the server's kubeconfig (secret end to end).
+ * The K3s cluster of one stack: a token, the nodes bootstrapped in rollout waves, and a Kubernetes provider built
+ * from the first server's kubeconfig (secret end to end).
  */
 export class K3sCluster extends pulumi.ComponentResource {
   public readonly nodes: EdgeNode[];
   public readonly kubeconfig: pulumi.Output<string>;
   public readonly provider: k8s.Provider;
-  /** Every node's K3s step: Kubernetes resources wait for the whole cluster, not only the first server. */
+  /** Every node's last step: Kubernetes resources wait for the whole cluster, not only the first server. */
   public readonly ready: pulumi.Resource[];
   public readonly summary: NodeSummary[];
   /** `nvidia.com/gpu` each node advertises: physical GPUs × time-slicing replicas. */
   public readonly gpuSlicesPerNode: Record<string, number>;
+  /** Node names per rollout wave, in order: how a bootstrap or a K3s upgrade walks the fleet. */
+  public readonly waves: string[][];
 
   constructor(name: string, args: K3sClusterArgs, opts?: pulumi.ComponentResourceOptions) {
     super("forge:cluster:K3sCluster", name, {}, opts);
-    const [first, ...rest] = args.nodes;
+    const [first] = args.nodes;
     const servers = args.nodes.filter((n) => n.role === "server").length;
-
     const token = new random.RandomPassword(
       `${name}-token`,
       { length: 64, special: false },
       { parent: this },
     );
-
-    const nodeArgs = (node: NodeConfig, serverUrl: string) => ({
-      node,
-      sku: args.sku,
-      sshPrivateKey: args.sshPrivateKey,
-      k3sVersion: args.k3sVersion,
-      toolkitVersion: args.toolkitVersion,
-      token: token.result,
-      serverUrl,
-      clusterInit: serverUrl === "" && servers > 1,
-      airgap: args.airgap,
-    });
-    const firstNode = new EdgeNode(first.name, nodeArgs(first, ""), { parent: this });
     const serverUrl = serverUrlOf(first);
-    // Joiners only need the first server up; they join in parallel with each other.
-    const joiners = rest.map(
-      (n) => new EdgeNode(n.name, nodeArgs(n, serverUrl), { parent: this, dependsOn: [firstNode.k3s] }),
-    );
-    this.nodes = [firstNode, ...joiners];
-    this.ready = this.nodes.map((n) => n.k3s);
+
+    this.waves = rolloutWaves(args.nodes, args.rollout.batchSize);
+    const byName = new Map(args.nodes.map((n) => [n.name, n]));
+    const built = new Map<string, EdgeNode>();
+    const drains: command.remote.Command[] = [];
+    let previous: pulumi.Resource[] = [];
+    for (const wave of this.waves) {
+      const current = wave.map((nodeName) => {
+        const node = byName.get(nodeName)!;
+        const isFirst = node === first;
+        const edge = new EdgeNode(
+          node.name,
+          {
+            node,
+            sku: args.sku,
+            sshPrivateKey: args.sshPrivateKey,
+            k3sVersion: args.k3sVersion,
+            toolkitVersion: args.toolkitVersion,
+            token: token.result,
+            serverUrl: isFirst ? "" : serverUrl,
+            clusterInit: isFirst && servers > 1,
+            airgap: args.airgap,
+            after: previous,
+          },
+          { parent: this },
+        );
+        built.set(node.name, edge);
+        if (!isFirst) drains.push(this.drainOnRemoval(name, node, first, edge, built.get(first.name)!, args));
+        return edge;
+      });
+      previous = current.map((n) => n.k3s);
+    }
+    this.nodes = args.nodes.map((n) => built.get(n.name)!);
+    const firstNode = built.get(first.name)!;
+    this.ready = [...this.nodes.map((n) => n.k3s), ...drains];
 
     const read = new command.remote.Command(
       `${name}-kubeconfig`,
@@ -107,8 +125,58 @@ export class K3sCluster extends pulumi.ComponentResource {
       kubeconfig: this.kubeconfig,
       nodes: this.summary,
       gpuSlicesPerNode: this.gpuSlicesPerNode,
+      waves: this.waves,
     });
   }
+
+  /**
+   * A no-op while the node is in the stack; when it leaves, its delete drains the node and deletes its Node
+   * object from the first server, before the node's own uninstall runs (it depends on the node's K3s step).
+   */
+  private drainOnRemoval(
+    name: string,
+    node: NodeConfig,
+    first: NodeConfig,
+    edge: EdgeNode,
+    firstNode: EdgeNode,
+    args: K3sClusterArgs,
+  ): command.remote.Command {
+    return new command.remote.Command(
+      `${name}-drain-${node.name}`,
+      {
+        connection: nodeConnection(first, args.sshPrivateKey),
+        delete: remoteCommand(
+          "drain-node",
+          { NODE_NAME: node.name, DRAIN_TIMEOUT: args.rollout.drainTimeoutSeconds },
+          first.user,
+        ),
+        addPreviousOutputInEnv: false,
+      },
+      {
+        parent: this,
+        dependsOn: [edge.k3s, firstNode.k3s],
+        customTimeouts: { delete: `${args.rollout.drainTimeoutSeconds + 120}s` },
+      },
+    );
+  }
+}
+
+/**
+ * Rollout waves: the first server alone (the canary, which also initialises the cluster), each further server
+ * alone (embedded etcd admits one member at a time), then the agents: one canary agent, then batches of
+ * `batchSize` (0: all the rest at once). Each wave starts only when the previous one succeeded, so a failing node
+ * stops the rollout while the nodes already done keep serving.
+ */
+export function rolloutWaves(nodes: readonly NodeConfig[], batchSize: number): string[][] {
+  const servers = nodes.filter((n) => n.role === "server").map((n) => n.name);
+  const agents = nodes.filter((n) => n.role === "agent").map((n) => n.name);
+  const waves = servers.map((s) => [s]);
+  if (agents.length === 0) return waves;
+  const [canary, ...rest] = agents;
+  waves.push([canary]);
+  const size = batchSize > 0 ? batchSize : rest.length;
+  for (let i = 0; i < rest.length; i += size) waves.push(rest.slice(i, i + size));
+  return waves;
 }
 
 export function serverUrlOf(node: NodeConfig): string {

@@ -1,7 +1,7 @@
 /** Binds the stack configuration to the running Pulumi program. */
 import * as pulumi from "@pulumi/pulumi";
 
-import { ConfigSource, parseStackConfig, StackConfig } from "./stack";
+import { ConfigError, ConfigSource, parseStackConfig, StackConfig } from "./stack";
 
 // The SDK exports isConfigSecret at runtime but not in its typings.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -29,7 +29,13 @@ export interface LoadedConfig {
 
 /** Parses and validates the stack's config; throws a ConfigError before any resource is declared. */
 export function loadConfig(): LoadedConfig {
-  const config = parseStackConfig(pulumi.getStack(), pulumiConfigSource());
+  let config: StackConfig;
+  try {
+    config = parseStackConfig(pulumi.getStack(), pulumiConfigSource());
+  } catch (e) {
+    // A RunError is shown to the user as its message alone, without a stack trace.
+    throw e instanceof ConfigError ? new pulumi.RunError(e.message) : e;
+  }
   const sshPrivateKey = new pulumi.Config(PROJECT).requireSecret("sshPrivateKey");
   return { config, sshPrivateKey };
 }

@@ -57,6 +57,13 @@ export interface AirgapConfig {
   readonly imagesTarball: string;
 }
 
+export interface RolloutConfig {
+  /** Nodes bootstrapped or upgraded together after the canary; 0 means all of the rest at once. */
+  readonly batchSize: number;
+  /** How long removing a node may wait for its pods to be evicted. */
+  readonly drainTimeoutSeconds: number;
+}
+
 export interface StackConfig {
   readonly stack: string;
   readonly sku: SkuProfile;
@@ -74,6 +81,7 @@ export interface StackConfig {
   readonly quota: QuotaConfig;
   readonly allowedCidrs: readonly string[];
   readonly airgap?: AirgapConfig;
+  readonly rollout: RolloutConfig;
 }
 
 /** Where raw values come from: `pulumi.Config` in the program, a plain map in tests. */
@@ -334,6 +342,7 @@ export function parseStackConfig(stack: string, src: ConfigSource): StackConfig 
     "quota",
     "allowedCidrs",
     "airgap",
+    "rollout",
   ];
 
   const skuRaw = src.get("sku");
@@ -614,6 +623,13 @@ export function parseStackConfig(stack: string, src: ConfigSource): StackConfig 
     };
   }
 
+  const ro = c.object("rollout", readJson(src, "rollout"));
+  c.unknownKeys("rollout", ro, ["batchSize", "drainTimeoutSeconds"]);
+  const rollout: RolloutConfig = {
+    batchSize: c.int("rollout.batchSize", ro.batchSize, 0, 0, 1000),
+    drainTimeoutSeconds: c.int("rollout.drainTimeoutSeconds", ro.drainTimeoutSeconds, 300, 30, 3600),
+  };
+
   // Keys that are not ours are almost always typos of ours.
   for (const k of unknownTopLevel(src, known)) {
     c.problems.push(`${k} is not a known key: allowed keys are ${known.join(", ")}`);
@@ -636,6 +652,7 @@ export function parseStackConfig(stack: string, src: ConfigSource): StackConfig 
     quota,
     allowedCidrs,
     airgap,
+    rollout,
   };
 }
 

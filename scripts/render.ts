@@ -12,7 +12,8 @@ export type ScriptName =
   | "nvidia-runtime-revert"
   | "k3s-install"
   | "k3s-uninstall"
-  | "read-kubeconfig";
+  | "read-kubeconfig"
+  | "drain-node";
 
 export type ScriptParams = Readonly<Record<string, string | number | boolean>>;
 

@@ -2,7 +2,8 @@
 import * as assert from "node:assert/strict";
 
 import { run } from "../../program";
-import { rewriteKubeconfig, serverUrlOf } from "../../components/k3sCluster";
+import { rewriteKubeconfig, rolloutWaves, serverUrlOf } from "../../components/k3sCluster";
+import { NodeConfig } from "../../config/stack";
 import { evaluateStack, MOCK_KUBECONFIG } from "./support";
 
 const nodes = [
@@ -26,6 +27,38 @@ describe("K3s cluster", () => {
     assert.match(k3s("a1"), /^sudo -n bash -c/, "non-root users go through sudo");
     assert.match(String(ev.byName("a1-k3s").inputs.delete), /ROLE='agent'/);
     assert.deepEqual(ev.result.gpuSlicesPerNode, { s1: 4, s2: 4, s3: 4, a1: 4 });
+  });
+
+  it("walks the fleet in waves: servers one by one, a canary agent, then batches", () => {
+    const mk = (name: string, role: "server" | "agent"): NodeConfig => ({
+      name,
+      host: name,
+      port: 22,
+      user: "root",
+      role,
+      gpus: 1,
+    });
+    const fleet = [
+      mk("s1", "server"),
+      mk("s2", "server"),
+      mk("s3", "server"),
+      ...[1, 2, 3, 4, 5].map((i) => mk(`a${i}`, "agent")),
+    ];
+    assert.deepEqual(rolloutWaves(fleet, 2), [["s1"], ["s2"], ["s3"], ["a1"], ["a2", "a3"], ["a4", "a5"]]);
+    assert.deepEqual(rolloutWaves(fleet, 0), [["s1"], ["s2"], ["s3"], ["a1"], ["a2", "a3", "a4", "a5"]]);
+    assert.deepEqual(rolloutWaves([mk("s1", "server")], 0), [["s1"]]);
+  });
+
+  it("drains a node from the first server before uninstalling it, and exports the waves", async () => {
+    const ev = await evaluateStack("rtx4000", run, { nodes, quota: undefined, rollout: { batchSize: 1 } });
+    const drains = ev.ofType("command:remote:Command").filter((r) => r.name.startsWith("edge-drain-"));
+    assert.deepEqual(drains.map((d) => d.name).sort(), ["edge-drain-a1", "edge-drain-s2", "edge-drain-s3"]);
+    for (const d of drains) {
+      assert.equal(d.inputs.create, undefined, "nothing runs while the node stays");
+      assert.match(String(d.inputs.delete), /forge-edge drain-node\.sh/);
+      assert.equal((d.inputs.connection as { value: { host: string } }).value.host, "192.0.2.10");
+    }
+    assert.deepEqual(ev.result.rolloutWaves, [["s1"], ["s2"], ["s3"], ["a1"]]);
   });
 
   it("labels every node for the device plugin and our scheduling", async () => {

@@ -25,6 +25,7 @@ const SCRIPTS: Record<ScriptName, Record<string, string | number | boolean>> = {
   }),
   "k3s-uninstall": { ROLE: "server" },
   "read-kubeconfig": {},
+  "drain-node": { NODE_NAME: "n2", DRAIN_TIMEOUT: 300 },
 };
 
 describe("node scripts", () => {
