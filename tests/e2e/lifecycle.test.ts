@@ -1,0 +1,181 @@
+/**
+ * The user's lifecycle, for real: for each SKU stack, the Pulumi engine built from source runs this program
+ * against a simulated edge site (real control plane, kwok GPU nodes, real OpenSSH hosts): preview as a pipeline
+ * runs it, up, a no-op preview and up, destroy — and no secret shows up in plaintext anywhere.
+ */
+import * as assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+
+import { SkuName } from "../../config/skus";
+import { run } from "../../program";
+import { EngineStack, openStack } from "../../harness/engine";
+import { Site, startSite } from "../../harness/site";
+import { readKubeconfig } from "../../harness/controlPlane";
+
+const SKUS: SkuName[] = ["thor", "rtx4000", "p40"];
+/** Slices each SKU's stack file asks for (1 GPU per node). */
+const SLICES: Record<SkuName, number> = { thor: 4, rtx4000: 4, p40: 2 };
+
+interface Timing {
+  [op: string]: number;
+}
+export const TIMINGS: Record<string, Timing> = {};
+
+async function timed<T>(sku: string, op: string, f: () => Promise<T>): Promise<T> {
+  const t = Date.now();
+  try {
+    return await f();
+  } finally {
+    (TIMINGS[sku] ??= {})[op] = (Date.now() - t) / 1000;
+  }
+}
+
+async function waitFor(what: string, f: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await f()) return;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+for (const sku of SKUS) {
+  describe(`e2e: stack ${sku} on a simulated edge site`, function () {
+    this.timeout(20 * 60_000);
+    let site: Site;
+    let es: EngineStack;
+    let dir: string;
+    let pristine: Record<string, string>[];
+    const output: string[] = [];
+    const secrets: string[] = [];
+    const onOutput = (s: string) => output.push(s);
+    const hostCalls = () => site.hosts.flatMap((h) => h.calls());
+
+    before(async () => {
+      dir = fs.mkdtempSync(path.join(os.tmpdir(), `forge-e2e-${sku}-`));
+      site = await startSite({ sku, dir });
+      pristine = site.hosts.map((h) => h.snapshot());
+      es = await openStack({ stackName: `e2e-${sku}`, dir, config: site.config, program: async () => run() });
+      const admin = readKubeconfig(site.controlPlane.kubeconfigPath);
+      secrets.push(
+        ...site.key.privateKeyPem.split("\n").filter((l) => l.length > 40),
+        admin.keyPem.split("\n")[1],
+      );
+    });
+
+    after(async () => {
+      if (process.env.FORGE_E2E_KEEP) return;
+      await site?.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    });
+
+    it("preview plans every resource and touches no node", async () => {
+      const calls = hostCalls().length;
+      const res = await timed(sku, "preview", () => es.stack.preview({ onOutput, diff: true }));
+      assert.ok((res.changeSummary.create ?? 0) >= 30, `plan: ${JSON.stringify(res.changeSummary)}`);
+      for (const name of [
+        "inference-server",
+        "forge-llm-critical",
+        "nvidia-device-plugin-daemonset",
+        "inference-config",
+      ]) {
+        assert.match(res.stdout, new RegExp(name), `${name} missing from the plan`);
+      }
+      assert.equal(hostCalls().length, calls, "preview ran something on a node");
+      site.hosts.forEach((h, i) => assert.deepEqual(h.snapshot(), pristine[i]));
+    });
+
+    it("up bootstraps the node over SSH and brings every Kubernetes resource up", async () => {
+      const res = await timed(sku, "up", () => es.stack.up({ onOutput }));
+      assert.equal(res.summary.result, "succeeded");
+      const calls = hostCalls().join("\n");
+      assert.match(calls, /install\.sh .*INSTALL_K3S_EXEC=server/);
+      assert.match(calls, /nvidia-smi --query-gpu/);
+
+      const node = (await site.kube.get(`/api/v1/nodes/${sku}-01`)) as {
+        metadata: { labels: Record<string, string> };
+        status: { allocatable: Record<string, string> };
+      };
+      assert.equal(node.metadata.labels["nvidia.com/gpu.present"], "true");
+      assert.equal(node.metadata.labels["forge-edge.io/sku"], sku);
+      assert.equal(node.status.allocatable["nvidia.com/gpu"], String(SLICES[sku]));
+      assert.deepEqual(res.outputs.gpuSlicesPerNode.value, { [`${sku}-01`]: SLICES[sku] });
+
+      const deploy = (await site.kube.get(
+        "/apis/apps/v1/namespaces/forge-cognition/deployments/inference-server",
+      )) as {
+        spec: { replicas: number };
+        status: { readyReplicas?: number };
+      };
+      assert.equal(deploy.status.readyReplicas, deploy.spec.replicas);
+      const ds = (await site.kube.get(
+        "/apis/apps/v1/namespaces/nvidia-device-plugin/daemonsets/nvidia-device-plugin-daemonset",
+      )) as { status: { numberReady: number } };
+      assert.equal(ds.status.numberReady, 1);
+      const dcgm = await site.kube.get(
+        "/apis/apps/v1/namespaces/nvidia-device-plugin/daemonsets/dcgm-exporter",
+      );
+      assert.equal(dcgm !== undefined, sku !== "thor", "DCGM exporter only where the SKU has DCGM");
+      const svc = (await site.kube.get("/api/v1/namespaces/forge-cognition/services/inference-server")) as {
+        spec: { ports: { nodePort: number }[] };
+      };
+      assert.equal(svc.spec.ports[0].nodePort, 30080);
+      assert.equal(res.outputs.kubeconfig.secret, true);
+
+      const token = fs
+        .readFileSync(path.join(site.hosts[0].rootDirs["/etc/rancher"], "k3s", "token"), "utf8")
+        .trim();
+      assert.ok(token.length >= 32);
+      secrets.push(token);
+      const mode =
+        fs.statSync(path.join(site.hosts[0].rootDirs["/etc/rancher"], "k3s", "k3s.yaml")).mode & 0o777;
+      assert.equal(mode, 0o600, "the kubeconfig on the node is root-only");
+    });
+
+    it("a second preview expects no changes and a second up runs no remote command", async () => {
+      await timed(sku, "preview-noop", () => es.stack.preview({ onOutput, expectNoChanges: true }));
+      const before = hostCalls().length;
+      const res = await timed(sku, "up-noop", () => es.stack.up({ onOutput }));
+      const changes = Object.entries(res.summary.resourceChanges ?? {}).filter(([op]) => op !== "same");
+      assert.deepEqual(changes, [], "the second up changed something");
+      assert.equal(hostCalls().length, before, "the second up ran a command on a node");
+    });
+
+    it("keeps every secret out of the state file and the engine output", async () => {
+      const state = fs.readFileSync(es.stateFile, "utf8");
+      const text = output.join("");
+      for (const s of secrets) {
+        assert.ok(!state.includes(s), "a secret is in the state file in plaintext");
+        assert.ok(!text.includes(s), "a secret is in the engine output in plaintext");
+      }
+      assert.match(state, /"ciphertext"/);
+    });
+
+    it("destroy uninstalls every node and leaves no object and no state behind", async () => {
+      const res = await timed(sku, "destroy", () => es.stack.destroy({ onOutput }));
+      assert.equal(res.summary.result, "succeeded");
+      assert.match(hostCalls().join("\n"), /k3s-uninstall\.sh/);
+      site.hosts.forEach((h, i) => assert.deepEqual(h.snapshot(), pristine[i], `${h.name} is not as it was`));
+      await waitFor(
+        "namespace forge-cognition to go",
+        async () => (await site.kube.get("/api/v1/namespaces/forge-cognition")) === undefined,
+      );
+      for (const p of [
+        "/apis/scheduling.k8s.io/v1/priorityclasses/forge-llm-critical",
+        "/api/v1/namespaces/nvidia-device-plugin",
+        `/api/v1/nodes/${sku}-01`,
+      ]) {
+        await waitFor(`${p} to go`, async () => (await site.kube.get(p)) === undefined);
+      }
+      const exported = await es.stack.exportStack();
+      assert.equal((exported.deployment as { resources?: unknown[] }).resources?.length ?? 0, 0);
+    });
+  });
+}
+
+after(() => {
+  console.log("\n  e2e wall times (s):");
+  for (const [sku, t] of Object.entries(TIMINGS)) console.log(`    ${sku}: ${JSON.stringify(t)}`);
+});
