@@ -23,6 +23,10 @@ if [ -e "$STATE_DIR/toolkit-installed-by-forge" ]; then
 fi
 rm -f "$STATE_DIR/runtime.env"
 rmdir "$STATE_DIR" 2>/dev/null || true
+# Directories we created for the template, when K3s (which owns them otherwise) is not installed.
+for d in /var/lib/rancher/k3s/agent/etc/containerd /var/lib/rancher/k3s/agent/etc /var/lib/rancher/k3s/agent /var/lib/rancher/k3s; do
+  rmdir "$d" 2>/dev/null || break
+done
 if [ "$changed" = true ]; then
   for svc in k3s k3s-agent; do
     if systemctl is-active --quiet "$svc"; then systemctl restart "$svc"; fi

@@ -41,6 +41,10 @@ fi
 if [[ $cmd == server ]]; then svc=k3s; else svc=k3s-agent; fi
 info "Skipping k3s download and verify"
 info "Using ${INSTALL_K3S_VERSION:-$(k3s_version)} as release (forge-edge double)"
+if [[ -n ${INSTALL_K3S_VERSION:-} ]]; then
+  mkdir -p "$(dirname "$K3S_INSTALLED_VERSION_FILE")"
+  printf '%s\n' "$INSTALL_K3S_VERSION" >"$K3S_INSTALLED_VERSION_FILE"
+fi
 
 mkdir -p "$SYSTEMD_STATE"
 # Service definition (real: /etc/systemd/system/$svc.service + $svc.service.env).

@@ -62,9 +62,13 @@ kube() {
 }
 
 # k3s_version: what the k3s double reports (the test may rewrite the file at any time).
+# The version the installed "binary" reports: what install.sh last installed, else the harness default.
+K3S_INSTALLED_VERSION_FILE=/var/lib/rancher/k3s/.forge-double-version
 k3s_version() {
   local v=v1.36.4+k3s1
-  if [[ -n ${K3S_DOUBLE_VERSION:-} ]]; then
+  if [[ -r $K3S_INSTALLED_VERSION_FILE ]]; then
+    v=$(head -n1 "$K3S_INSTALLED_VERSION_FILE")
+  elif [[ -n ${K3S_DOUBLE_VERSION:-} ]]; then
     v=$K3S_DOUBLE_VERSION
   elif [[ -r $FH/k3s-version ]]; then
     v=$(head -n1 "$FH/k3s-version")

@@ -1,0 +1,204 @@
+/**
+ * Faults on a two-node P40 site (server + agent): an unreachable host, a bootstrap step failing halfway, a killed
+ * `pulumi up`, a wrong host key, and destroying with a host gone. Each ends with the stack converged or cleanly
+ * removed, and with no secret in the node-side logs.
+ */
+import * as assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+
+import { run } from "../../program";
+import { EngineStack, openStack, PROJECT } from "../../harness/engine";
+import { loadToolchain } from "../../harness/toolchain";
+import { Site, SiteNode, startSite } from "../../harness/site";
+
+const NODES: SiteNode[] = [
+  { name: "p40-01", role: "server" },
+  { name: "p40-02", role: "agent" },
+];
+export const MEASURED: Record<string, string> = {};
+
+interface StateResource {
+  urn: string;
+  type: string;
+}
+
+async function resources(es: EngineStack): Promise<StateResource[]> {
+  const d = (await es.stack.exportStack()).deployment as { resources?: StateResource[] };
+  return d.resources ?? [];
+}
+
+/** PIDs of the pulumi CLI processes running an operation on this stack. */
+function cliPids(stackName: string): number[] {
+  return fs
+    .readdirSync("/proc")
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => {
+      try {
+        const cmd = fs.readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0");
+        return (
+          path.basename(cmd[0]) === "pulumi" && cmd.includes("up") && cmd.some((a) => a.endsWith(stackName))
+        );
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+describe("e2e: faults and secrets on a two-node P40 site", function () {
+  this.timeout(25 * 60_000);
+  let site: Site;
+  let es: EngineStack;
+  let dir: string;
+  const [server, agent] = [0, 1];
+
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "forge-e2e-faults-"));
+    site = await startSite({ sku: "p40", dir, nodes: NODES, ipBase: 80 });
+    es = await openStack({ stackName: "faults", dir, config: site.config, program: async () => run() });
+  });
+
+  after(async () => {
+    console.log("\n  fault measurements:");
+    for (const [k, v] of Object.entries(MEASURED)) console.log(`    ${k}: ${v}`);
+    await site?.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("an unreachable host fails only its own steps, in bounded time, and the rest of the site serves", async () => {
+    await site.hosts[agent].stop();
+    const t = Date.now();
+    await assert.rejects(es.stack.up(), /p40-02/);
+    const took = (Date.now() - t) / 1000;
+    MEASURED["unreachable-host"] =
+      `up failed after ${took.toFixed(1)} s (dialErrorLimit 4 × perDialTimeout 15 s bound)`;
+    assert.ok(took < 240, `took ${took}s`);
+    const urns = (await resources(es)).map((r) => r.urn);
+    assert.ok(
+      urns.some((u) => u.endsWith("::p40-01-k3s")),
+      "the server was bootstrapped",
+    );
+    assert.ok(!urns.some((u) => u.includes("p40-02-k3s")), "nothing is recorded for the unreachable node");
+    const node = (await site.kube.get("/api/v1/nodes/p40-01")) as {
+      status: { conditions: { type: string; status: string }[] };
+    };
+    assert.equal(node.status.conditions.find((c) => c.type === "Ready")?.status, "True");
+  });
+
+  it("a bootstrap step failing halfway leaves the node re-runnable, and a rerun converges", async () => {
+    await site.hosts[agent].restart();
+    site.hosts[agent].fault("install.sh", "[ERROR]  simulated: download of the K3s images failed");
+    await assert.rejects(es.stack.up(), /simulated: download of the K3s images failed/);
+    const calls = site.hosts[agent].calls().join("\n");
+    assert.match(calls, /nvidia-smi --query-gpu/, "the runtime step ran before the failure");
+    site.hosts[agent].fault("install.sh", undefined);
+    const res = await es.stack.up();
+    assert.equal(res.summary.result, "succeeded");
+    const node = (await site.kube.get("/api/v1/nodes/p40-02")) as {
+      status: { allocatable: Record<string, string> };
+    };
+    assert.ok(node, "the agent joined");
+    await es.stack.preview({ expectNoChanges: true });
+  });
+
+  it("a killed pulumi up leaves state that refresh + up repair", async () => {
+    // Upgrade K3s everywhere and kill the engine while the server's install runs.
+    await es.stack.setConfig(`${PROJECT}:k3sVersion`, { value: "v1.36.5+k3s1" });
+    const before = site.hosts[server].calls().length;
+    const up = es.stack.up().then(
+      () => "finished",
+      (e: Error) => e.message,
+    );
+    const end = Date.now() + 120_000;
+    while (
+      !site.hosts[server]
+        .calls()
+        .slice(before)
+        .some((l) => l.includes("install.sh")) &&
+      Date.now() < end
+    ) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const pids = cliPids("faults");
+    assert.ok(pids.length > 0, "found the running pulumi up");
+    for (const pid of pids) process.kill(pid, "SIGKILL");
+    assert.notEqual(await up, "finished");
+    await es.stack.cancel().catch(() => undefined); // a killed CLI leaves the backend's lock behind
+    await es.stack.refresh({ clearPendingCreates: true });
+    const res = await es.stack.up();
+    assert.equal(res.summary.result, "succeeded");
+    await es.stack.preview({ expectNoChanges: true });
+    MEASURED["killed-up"] =
+      "SIGKILL during the server's K3s install; cancel + refresh --clear-pending-creates + up converged";
+  });
+
+  it("refuses a node whose SSH host key does not match the pinned one, running nothing", async () => {
+    const cfg = JSON.parse(site.config.nodes.value) as Record<string, unknown>[];
+    const wrong = { ...cfg[1], hostKey: site.hosts[server].hostKeyLine };
+    await es.stack.setConfig(`${PROJECT}:nodes`, { value: JSON.stringify([cfg[0], wrong]) });
+    const before = site.hosts[agent].calls().length;
+    // Changing the pinned key changes the connection, so the agent's steps run again and must be refused.
+    await assert.rejects(es.stack.up(), /host key|handshake/i);
+    assert.equal(site.hosts[agent].calls().length, before, "a command ran despite the wrong host key");
+    await es.stack.setConfig(`${PROJECT}:nodes`, { value: JSON.stringify(cfg) });
+    const res = await es.stack.up();
+    assert.equal(res.summary.result, "succeeded");
+  });
+
+  it("keeps the SSH key and the K3s token out of node-side logs", () => {
+    const token = fs
+      .readFileSync(path.join(site.hosts[server].rootDirs["/etc/rancher"], "k3s", "token"), "utf8")
+      .trim();
+    const keyLine = site.key.privateKeyPem.split("\n")[1];
+    for (const h of site.hosts) {
+      const logs = [
+        h.calls().join("\n"),
+        fs.readFileSync(path.join(dir, "hosts", h.name, "sshd.log"), "utf8"),
+      ].join("\n");
+      assert.ok(!logs.includes(token), `${h.name}: the K3s token is in a node-side log`);
+      assert.ok(!logs.includes(keyLine), `${h.name}: the SSH key is in a node-side log`);
+    }
+  });
+
+  it("destroy with a host gone: continue-on-error, then `pulumi state delete` of that node, leaves an empty stack", async () => {
+    await site.hosts[agent].stop();
+    await assert.rejects(es.stack.destroy({ continueOnError: true }));
+    const left = await resources(es);
+    assert.ok(
+      left.some((r) => r.urn.includes("p40-02")),
+      "the dead node's steps stay in the state",
+    );
+    assert.deepEqual(
+      left.filter((r) => r.type.startsWith("kubernetes:")).map((r) => r.urn),
+      [],
+      "every Kubernetes object was deleted",
+    );
+    // The documented path: drop the dead node's resources from the state (children first), then destroy the rest.
+    const tc = loadToolchain(["pulumi"]);
+    const dead = left.filter((r) => r.urn.includes("p40-02")).reverse();
+    for (const r of dead) {
+      execFileSync(
+        tc.bin.pulumi,
+        ["state", "delete", r.urn, "--target-dependents", "--yes", "--non-interactive", "--stack", "faults"],
+        {
+          cwd: es.stack.workspace.workDir,
+          env: { ...process.env, ...es.env },
+          stdio: "pipe",
+        },
+      );
+    }
+    const res = await es.stack.destroy();
+    assert.equal(res.summary.result, "succeeded");
+    assert.equal((await resources(es)).length, 0);
+    assert.match(
+      site.hosts[server].calls().join("\n"),
+      /k3s-uninstall\.sh/,
+      "the live server was uninstalled",
+    );
+    MEASURED["destroy-host-gone"] =
+      "destroy --continue-on-error, state delete --target-dependents <dead node>, destroy: empty stack";
+  });
+});
