@@ -643,9 +643,11 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       `--kubeconfig=${kubeconfigPath}`,
       "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
       `--config=${kwokConfig}`,
-      // Fake addresses written into Node/Pod status only; nothing listens or dials there.
+      // Fake addresses written into Node/Pod status only; nothing listens or dials there. Pod IPs come from
+      // 198.18.0.0/15 (RFC 2544, reserved for benchmarks, never routed): EndpointSlices refuse loopback pod IPs,
+      // and without endpoints a Service never becomes ready.
       "--node-ip=127.77.0.1",
-      "--cidr=127.78.0.0/16",
+      "--cidr=198.18.0.0/16",
     ];
     if (useLease) kwokArgs.push(`--node-lease-duration-seconds=${NODE_LEASE_SECONDS}`);
     procs.push(spawnLogged("kwok", tc.bin.kwok, kwokArgs, log("kwok")));

@@ -96,7 +96,12 @@ export function loadToolchain(need: readonly BinaryName[] = BINARY_NAMES): Toolc
   if (isRecord(raw.versions)) {
     for (const [k, v] of Object.entries(raw.versions)) if (typeof v === "string") versions[k] = v;
   }
-  const kwokStages = typeof raw.kwokStages === "string" ? raw.kwokStages : "";
+  // The build writes the path of the stages file; the content is what kwok is given.
+  const stagesRaw = typeof raw.kwokStages === "string" ? raw.kwokStages : "";
+  const kwokStages =
+    stagesRaw !== "" && !stagesRaw.includes("\n") && fs.existsSync(stagesRaw)
+      ? fs.readFileSync(stagesRaw, "utf8")
+      : stagesRaw;
   if (need.includes("kwok") && !/kind:\s*Stage/.test(kwokStages)) {
     throw new Error(`${file}: "kwokStages" holds no kwok Stage objects; re-run \`npm run build:toolchain\``);
   }
