@@ -1,0 +1,436 @@
+#!/usr/bin/env bash
+# Builds the forge-edge toolchain (Pulumi CLI + Node language host, providers, a local
+# Kubernetes control plane, etcd and kwok) from Go modules, and writes $CACHE/toolchain.json.
+#
+# Usage: harness/build-toolchain.sh [--only GROUP[,GROUP...]] [--check] [--verify] [--list]
+#   --only    build only these groups (also: FORGE_EDGE_ONLY="etcd,kwok"); default: all
+#   --check   build nothing; exit 0 only if every selected group is built and up to date
+#   --verify  after building (or checking), run each selected binary's version command
+#   --list    print the groups and exit
+#
+# Groups (build order): etcd kwok kube pulumi language-nodejs command kubernetes random
+#   etcd             etcd                                  (harness/toolchain/etcd)
+#   kwok             kwok + kwok Stage YAMLs               (harness/toolchain/kwok)
+#   kube             kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (harness/toolchain/kube)
+#   pulumi           pulumi CLI -> $CACHE/bin/pulumi-<ver>/bin/pulumi  (harness/toolchain/pulumi)
+#   language-nodejs  pulumi-language-nodejs, linked next to bin/pulumi (harness/toolchain/language-nodejs)
+#   command          pulumi-resource-command (forge-edge stand-in, harness/COMMAND-PROVIDER.md), installed as a plugin (harness/toolchain/command)
+#   kubernetes       pulumi-resource-kubernetes, installed as a plugin (harness/toolchain/kubernetes)
+#   random           pulumi-resource-random (bridged; own mapping), installed as a plugin (harness/toolchain/random)
+# (The upstream command/random provider modules and the current Node language host are refused
+#  by the Go module proxy; see harness/versions.env for what is built instead.)
+#
+# Environment:
+#   FORGE_EDGE_CACHE   cache root (default $HOME/.cache/forge-edge); binaries go to
+#                      $CACHE/bin/<tool>-<version>/, providers are installed into $CACHE/pulumi-home
+#   FORGE_EDGE_ONLY    same as --only
+#   FORGE_EDGE_GO_P    go build -p (default 2)
+#
+# Idempotent: each group writes a stamp (fingerprint of its wrapper module, ldflags and Go
+# version) next to its binaries; a warm re-run only prints "up to date" lines.
+# Nothing is written inside the repository: wrapper modules are copied to $CACHE/work/ and built there.
+set -euo pipefail
+
+HARNESS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+WRAPPERS="$HARNESS_DIR/toolchain"
+# shellcheck source-path=SCRIPTDIR source=versions.env disable=SC1091
+. "$HARNESS_DIR/versions.env"
+
+CACHE=${FORGE_EDGE_CACHE:-$HOME/.cache/forge-edge}
+BIN_ROOT="$CACHE/bin"
+WORK_ROOT="$CACHE/work"
+PULUMI_HOME_DIR="$CACHE/pulumi-home"
+TOOLCHAIN_JSON="$CACHE/toolchain.json"
+ALL_GROUPS=(etcd kwok kube pulumi language-nodejs command kubernetes random)
+
+ONLY=${FORGE_EDGE_ONLY:-}
+CHECK=0
+VERIFY=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --only) ONLY=${2:?--only needs a value}; shift 2 ;;
+    --only=*) ONLY=${1#--only=}; shift ;;
+    --check) CHECK=1; shift ;;
+    --verify) VERIFY=1; shift ;;
+    --list) printf '%s\n' "${ALL_GROUPS[@]}"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
+
+SELECTED=()
+if [ -z "$ONLY" ]; then
+  SELECTED=("${ALL_GROUPS[@]}")
+else
+  IFS=', ' read -r -a wanted <<<"$ONLY"
+  for g in "${ALL_GROUPS[@]}"; do
+    for w in "${wanted[@]}"; do [ "$g" = "$w" ] && SELECTED+=("$g"); done
+  done
+  for w in "${wanted[@]}"; do
+    case " ${ALL_GROUPS[*]} " in *" $w "*) continue ;; esac
+    echo "unknown group: $w (groups: ${ALL_GROUPS[*]})" >&2; exit 2
+  done
+fi
+
+START_TS=$(date +%s)
+log() { printf '[%s +%4ss] %s\n' "$(date -u +%H:%M:%S)" "$(( $(date +%s) - START_TS ))" "$*"; }
+die() { log "ERROR: $*"; exit 1; }
+
+command -v go >/dev/null 2>&1 || { echo "build-toolchain.sh: 'go' (>= 1.26) is not on PATH (it lives in /usr/local/go/bin on the go machine)" >&2; exit 1; }
+export CGO_ENABLED=0
+export GOFLAGS="-buildvcs=false -mod=readonly -p=${FORGE_EDGE_GO_P:-2}"
+GO_VERSION=$(go env GOVERSION)
+GO_MODCACHE=$(go env GOMODCACHE)
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+# fingerprint GROUP EXTRA...: hash of the group's wrapper files, the Go version and EXTRA (ldflags).
+fingerprint() {
+  local group=$1; shift
+  {
+    printf '%s\n' "$GO_VERSION" "$@"
+    (cd "$WRAPPERS/$group" && find . -type f \( -name 'go.mod' -o -name 'go.sum' -o -name '*.go' \) -print0 \
+      | LC_ALL=C sort -z | xargs -0 sha256sum)
+  } | sha256sum | cut -d' ' -f1
+}
+
+# up_to_date DIR FP OUT...: the stamp in DIR matches FP and every output exists.
+up_to_date() {
+  local dir=$1 fp=$2; shift 2
+  [ -f "$dir/.stamp" ] && [ "$(cat "$dir/.stamp")" = "$fp" ] || return 1
+  local o
+  for o in "$@"; do [ -s "$dir/$o" ] || return 1; done
+}
+
+# prepare_work GROUP: fresh copy of the wrapper module under $CACHE/work/GROUP; prints its path.
+prepare_work() {
+  local group=$1 work="$WORK_ROOT/$1"
+  [ -f "$WRAPPERS/$group/go.mod" ] || die "wrapper module $WRAPPERS/$group/go.mod is missing"
+  rm -rf "$work"
+  mkdir -p "$work"
+  cp -R "$WRAPPERS/$group/." "$work/"
+  printf '%s\n' "$work"
+}
+
+# module_dir WORK MODULE: the module cache directory of MODULE as resolved by the wrapper in WORK.
+module_dir() {
+  (cd "$1" && go mod download "$2" && go list -m -f '{{.Dir}}' "$2")
+}
+
+# go_build WORK OUTFILE PKG LDFLAGS [TAGS]
+go_build() {
+  local work=$1 out=$2 pkg=$3 ldflags=$4 tags=${5:-}
+  local t0; t0=$(date +%s)
+  log "  go build $pkg -> $(basename "$out")"
+  mkdir -p "$(dirname "$out")"
+  (cd "$work" && go build -trimpath ${tags:+-tags "$tags"} -ldflags "$ldflags" -o "$out" "$pkg")
+  log "  built $(basename "$out") in $(( $(date +%s) - t0 ))s ($(du -h "$out" | cut -f1))"
+}
+
+# build_group GROUP DIR FP PREPARE_FN TAGS LDFLAGS OUT=PKG...
+# Builds every OUT=PKG into DIR (via DIR.tmp, then renamed) unless DIR's stamp matches FP.
+# PREPARE_FN (optional) runs as `PREPARE_FN WORK TMPDIR` before the builds; an OUT with an empty
+# PKG ("file=") is a file that PREPARE_FN writes into TMPDIR.
+MISSING=()
+build_group() {
+  local group=$1 dir=$2 fp=$3 prepare=$4 tags=$5 ldflags=$6; shift 6
+  local outs=() spec
+  for spec in "$@"; do outs+=("${spec%%=*}"); done
+  if up_to_date "$dir" "$fp" "${outs[@]}"; then
+    log "$group: up to date ($dir)"
+    return 0
+  fi
+  if [ "$CHECK" = 1 ]; then
+    log "$group: NOT built or out of date ($dir)"
+    MISSING+=("$group")
+    return 0
+  fi
+  local t0 work; t0=$(date +%s)
+  log "$group: building into $dir"
+  work=$(prepare_work "$group")
+  rm -rf "$dir.tmp"
+  mkdir -p "$dir.tmp"
+  if [ -n "$prepare" ]; then "$prepare" "$work" "$dir.tmp"; fi
+  for spec in "$@"; do
+    [ -n "${spec#*=}" ] || continue
+    go_build "$work" "$dir.tmp/${spec%%=*}" "${spec#*=}" "$ldflags" "$tags"
+  done
+  printf '%s\n' "$fp" >"$dir.tmp/.stamp"
+  rm -rf "$dir"
+  mv "$dir.tmp" "$dir"
+  log "$group: done in $(( $(date +%s) - t0 ))s"
+}
+
+# ---------------------------------------------------------------------------------------------
+# groups
+
+ETCD_DIR="$BIN_ROOT/etcd-$ETCD_VERSION"
+group_etcd() {
+  local ld="-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=${ETCD_GIT_COMMIT:-unknown}"
+  build_group etcd "$ETCD_DIR" "$(fingerprint etcd "$ld")" "" "" "$ld" \
+    "etcd=$ETCD_MODULE"
+}
+
+KWOK_DIR="$BIN_ROOT/kwok-$KWOK_VERSION"
+# Stage objects shipped inside the kwok module (kustomize/stage/...); kwok >= v0.8.0 has no built-in stages.
+KWOK_STAGE_FILES=(node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml
+  pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml)
+KWOK_STAGE_FILES_NO_LEASE=(node/fast/node-initialize.yaml node/heartbeat/node-heartbeat.yaml
+  pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml)
+write_stages() { # WORK OUT FILE...
+  local work=$1 out=$2 src f first=1; shift 2
+  src="$(module_dir "$work" "$KWOK_MODULE")/kustomize/stage"
+  {
+    echo "# kwok Stage objects copied from $KWOK_MODULE@$KWOK_VERSION kustomize/stage (multi-document)"
+    for f in "$@"; do
+      [ "$first" = 1 ] || echo "---"
+      first=0
+      echo "# $f"
+      cat "$src/$f"
+    done
+  } >"$out"
+}
+prepare_kwok() {
+  write_stages "$1" "$2/kwok-stages.yaml" "${KWOK_STAGE_FILES[@]}"
+  write_stages "$1" "$2/kwok-stages-no-lease.yaml" "${KWOK_STAGE_FILES_NO_LEASE[@]}"
+}
+group_kwok() {
+  local ld="-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=$KWOK_KUBE_VERSION"
+  build_group kwok "$KWOK_DIR" "$(fingerprint kwok "$ld" "${KWOK_STAGE_FILES[*]}" "${KWOK_STAGE_FILES_NO_LEASE[*]}")" \
+    prepare_kwok "" "$ld" "kwok=$KWOK_MODULE/cmd/kwok" "kwok-stages.yaml=" "kwok-stages-no-lease.yaml="
+}
+
+KUBE_DIR="$BIN_ROOT/kubernetes-$KUBE_VERSION"
+group_kube() {
+  local v=${KUBE_VERSION#v} ld="-s -w" p
+  local major=${v%%.*} minor; minor=${v#*.}; minor=${minor%%.*}
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld+=" -X $p.gitVersion=$KUBE_VERSION -X $p.gitMajor=$major -X $p.gitMinor=$minor"
+    ld+=" -X $p.gitCommit=${KUBE_GIT_COMMIT:-unknown} -X $p.gitTreeState=clean -X $p.buildDate=$KUBE_BUILD_DATE"
+  done
+  build_group kube "$KUBE_DIR" "$(fingerprint kube "$ld")" "" "selinux,notest" "$ld" \
+    "kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver" \
+    "kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager" \
+    "kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler" \
+    "kubectl=k8s.io/kubernetes/cmd/kubectl"
+}
+
+PULUMI_ROOT="$BIN_ROOT/pulumi-$PULUMI_VERSION"
+PULUMI_BIN="$PULUMI_ROOT/bin/pulumi"
+group_pulumi() {
+  local ld="-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$PULUMI_VERSION"
+  build_group pulumi "$PULUMI_ROOT" "$(fingerprint pulumi "$ld")" "" "osusergo,grpcnotrace" "$ld" \
+    "bin/pulumi=github.com/pulumi/pulumi/pkg/v3/cmd/pulumi"
+}
+
+# install_plugin NAME VERSION BINARY: `pulumi plugin install resource NAME VERSION --file BINARY`
+# into $CACHE/pulumi-home unless the installed binary is already identical.
+install_plugin() {
+  local name=$1 version=$2 binary=$3
+  local installed="$PULUMI_HOME_DIR/plugins/resource-$name-v$version/pulumi-resource-$name"
+  if [ -x "$installed" ] && cmp -s "$installed" "$binary"; then
+    log "$name: plugin $name v$version up to date in $PULUMI_HOME_DIR"
+    return 0
+  fi
+  if [ "$CHECK" = 1 ]; then
+    log "$name: plugin $name v$version NOT installed in $PULUMI_HOME_DIR"
+    MISSING+=("plugin:$name")
+    return 0
+  fi
+  [ -x "$PULUMI_BIN" ] || die "$name: the Pulumi CLI ($PULUMI_BIN) is needed to install the plugin; build group pulumi first"
+  mkdir -p "$PULUMI_HOME_DIR"
+  log "$name: installing plugin $name v$version into $PULUMI_HOME_DIR"
+  PULUMI_HOME="$PULUMI_HOME_DIR" PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true \
+    "$PULUMI_BIN" plugin install resource "$name" "$version" --file "$binary" --reinstall
+  if ! { [ -x "$installed" ] && cmp -s "$installed" "$binary"; }; then
+    die "$name: plugin install did not produce $installed"
+  fi
+}
+
+NODEJS_HOST_DIR="$BIN_ROOT/pulumi-language-nodejs-$PULUMI_LANGUAGE_NODEJS_VERSION"
+group_language_nodejs() {
+  local ld="-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$PULUMI_LANGUAGE_NODEJS_VERSION"
+  build_group language-nodejs "$NODEJS_HOST_DIR" "$(fingerprint language-nodejs "$ld")" "" "osusergo" "$ld" \
+    "pulumi-language-nodejs=$PULUMI_LANGUAGE_NODEJS_PKG"
+  # The engine looks for bundled language hosts next to the (symlink-resolved) pulumi binary.
+  local link="$PULUMI_ROOT/bin/pulumi-language-nodejs" target="$NODEJS_HOST_DIR/pulumi-language-nodejs"
+  if [ -L "$link" ] && [ "$(readlink "$link")" = "$target" ]; then
+    log "language-nodejs: link up to date ($link)"
+  elif [ "$CHECK" = 1 ]; then
+    log "language-nodejs: link $link missing"
+    MISSING+=("language-nodejs-link")
+  elif [ -d "$PULUMI_ROOT/bin" ]; then
+    ln -sfn "$target" "$link"
+    log "language-nodejs: linked $link -> $target"
+  else
+    log "language-nodejs: WARNING: $PULUMI_ROOT/bin does not exist yet (build group pulumi, then re-run)"
+  fi
+}
+
+COMMAND_PROVIDER_DIR="$BIN_ROOT/pulumi-resource-command-v$COMMAND_PROVIDER_VERSION"
+group_command() {
+  # The stand-in reports its version (1.2.1) itself; see harness/COMMAND-PROVIDER.md.
+  local ld="-s -w"
+  build_group command "$COMMAND_PROVIDER_DIR" "$(fingerprint command "$ld")" "" "" "$ld" \
+    "pulumi-resource-command=."
+  install_plugin command "$COMMAND_PROVIDER_VERSION" "$COMMAND_PROVIDER_DIR/pulumi-resource-command"
+}
+
+K8S_PROVIDER_DIR="$BIN_ROOT/pulumi-resource-kubernetes-v$K8S_PROVIDER_VERSION"
+prepare_kubernetes() {
+  local work=$1 src
+  src="$(module_dir "$work" "$K8S_PROVIDER_MODULE")/cmd/pulumi-resource-kubernetes"
+  cp "$src/schema.json" "$src/terraform-mapping.json" "$work/"
+  chmod u+w "$work/schema.json" "$work/terraform-mapping.json"
+  (cd "$work" && go run gen.go "$K8S_PROVIDER_VERSION")
+}
+group_kubernetes() {
+  local ld="-s -w -X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=$K8S_PROVIDER_VERSION"
+  build_group kubernetes "$K8S_PROVIDER_DIR" "$(fingerprint kubernetes "$ld")" prepare_kubernetes "" "$ld" \
+    "pulumi-resource-kubernetes=."
+  install_plugin kubernetes "$K8S_PROVIDER_VERSION" "$K8S_PROVIDER_DIR/pulumi-resource-kubernetes"
+}
+
+RANDOM_PROVIDER_DIR="$BIN_ROOT/pulumi-resource-random-v$RANDOM_PROVIDER_VERSION"
+RANDOM_LDFLAGS="-s -w -X forge-edge/toolchain/random/provider.Version=$RANDOM_PROVIDER_VERSION"
+prepare_random() {
+  # The schema is generated from the mapping with the bridge's tfgen (pulumi-random's own
+  # schema.json is not available), then versioned by gen.go.
+  local work=$1
+  go_build "$work" "$work/pulumi-tfgen-random" ./cmd/pulumi-tfgen-random "$RANDOM_LDFLAGS"
+  log "  tfgen schema -> cmd/pulumi-resource-random/schema.json"
+  (cd "$work" && ./pulumi-tfgen-random schema --skip-docs --out cmd/pulumi-resource-random >"$work/tfgen.log" 2>&1) \
+    || { cat "$work/tfgen.log" >&2; die "random: tfgen failed"; }
+  (cd "$work/cmd/pulumi-resource-random" && go run ../../gen.go "$RANDOM_PROVIDER_VERSION")
+}
+group_random() {
+  build_group random "$RANDOM_PROVIDER_DIR" "$(fingerprint random "$RANDOM_LDFLAGS")" prepare_random "" "$RANDOM_LDFLAGS" \
+    "pulumi-resource-random=./cmd/pulumi-resource-random"
+  install_plugin random "$RANDOM_PROVIDER_VERSION" "$RANDOM_PROVIDER_DIR/pulumi-resource-random"
+}
+
+# ---------------------------------------------------------------------------------------------
+# toolchain.json
+
+json_str() { local s=${1//\\/\\\\}; s=${s//\"/\\\"}; printf '"%s"' "$s"; }
+
+write_toolchain_json() {
+  local tmp="$TOOLCHAIN_JSON.tmp"
+  {
+    printf '{\n'
+    printf '  "cache": %s,\n' "$(json_str "$CACHE")"
+    printf '  "pulumiRoot": %s,\n' "$(json_str "$PULUMI_ROOT")"
+    printf '  "pulumiHome": %s,\n' "$(json_str "$PULUMI_HOME_DIR")"
+    printf '  "kwokStages": %s,\n' "$(json_str "$KWOK_DIR/kwok-stages.yaml")"
+    printf '  "kwokStagesNoLease": %s,\n' "$(json_str "$KWOK_DIR/kwok-stages-no-lease.yaml")"
+    printf '  "bin": {\n'
+    printf '    "pulumi": %s,\n' "$(json_str "$PULUMI_BIN")"
+    printf '    "pulumi-language-nodejs": %s,\n' "$(json_str "$PULUMI_ROOT/bin/pulumi-language-nodejs")"
+    printf '    "pulumi-resource-command": %s,\n' "$(json_str "$COMMAND_PROVIDER_DIR/pulumi-resource-command")"
+    printf '    "pulumi-resource-kubernetes": %s,\n' "$(json_str "$K8S_PROVIDER_DIR/pulumi-resource-kubernetes")"
+    printf '    "pulumi-resource-random": %s,\n' "$(json_str "$RANDOM_PROVIDER_DIR/pulumi-resource-random")"
+    printf '    "etcd": %s,\n' "$(json_str "$ETCD_DIR/etcd")"
+    printf '    "kube-apiserver": %s,\n' "$(json_str "$KUBE_DIR/kube-apiserver")"
+    printf '    "kube-controller-manager": %s,\n' "$(json_str "$KUBE_DIR/kube-controller-manager")"
+    printf '    "kube-scheduler": %s,\n' "$(json_str "$KUBE_DIR/kube-scheduler")"
+    printf '    "kubectl": %s,\n' "$(json_str "$KUBE_DIR/kubectl")"
+    printf '    "kwok": %s\n' "$(json_str "$KWOK_DIR/kwok")"
+    printf '  },\n'
+    printf '  "plugins": {\n'
+    printf '    "command": %s,\n' "$(json_str "$COMMAND_PROVIDER_VERSION")"
+    printf '    "kubernetes": %s,\n' "$(json_str "$K8S_PROVIDER_VERSION")"
+    printf '    "random": %s\n' "$(json_str "$RANDOM_PROVIDER_VERSION")"
+    printf '  },\n'
+    printf '  "versions": {\n'
+    printf '    "go": %s,\n' "$(json_str "$GO_VERSION")"
+    printf '    "pulumi": %s,\n' "$(json_str "$PULUMI_VERSION")"
+    printf '    "pulumiLanguageNodejs": %s,\n' "$(json_str "$PULUMI_LANGUAGE_NODEJS_VERSION")"
+    printf '    "pulumiResourceCommand": %s,\n' "$(json_str "$COMMAND_PROVIDER_VERSION")"
+    printf '    "pulumiResourceKubernetes": %s,\n' "$(json_str "$K8S_PROVIDER_VERSION")"
+    printf '    "pulumiResourceRandom": %s,\n' "$(json_str "$RANDOM_PROVIDER_VERSION")"
+    printf '    "etcd": %s,\n' "$(json_str "$ETCD_VERSION")"
+    printf '    "kubernetes": %s,\n' "$(json_str "$KUBE_VERSION")"
+    printf '    "kwok": %s,\n' "$(json_str "$KWOK_VERSION")"
+    printf '    "npm:@pulumi/pulumi": %s,\n' "$(json_str "$PULUMI_NPM")"
+    printf '    "npm:@pulumi/command": %s,\n' "$(json_str "$COMMAND_PROVIDER_NPM")"
+    printf '    "npm:@pulumi/kubernetes": %s,\n' "$(json_str "$K8S_PROVIDER_NPM")"
+    printf '    "npm:@pulumi/random": %s\n' "$(json_str "$RANDOM_PROVIDER_NPM")"
+    printf '  },\n'
+    printf '  "notes": {\n'
+    printf '    "pulumi-language-nodejs": %s,\n' "$(json_str "$PULUMI_LANGUAGE_NODEJS_NOTE")"
+    printf '    "pulumi-resource-command": %s,\n' "$(json_str "$COMMAND_PROVIDER_NOTE")"
+    printf '    "pulumi-resource-random": %s\n' "$(json_str "$RANDOM_PROVIDER_NOTE")"
+    printf '  }\n'
+    printf '}\n'
+  } >"$tmp"
+  if [ -f "$TOOLCHAIN_JSON" ] && cmp -s "$tmp" "$TOOLCHAIN_JSON"; then
+    rm -f "$tmp"
+    log "toolchain.json: up to date ($TOOLCHAIN_JSON)"
+  else
+    mv "$tmp" "$TOOLCHAIN_JSON"
+    log "toolchain.json: written ($TOOLCHAIN_JSON)"
+  fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# --verify: each binary reports its version
+
+verify_group() {
+  local penv=(env PULUMI_HOME="$PULUMI_HOME_DIR" PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true)
+  case "$1" in
+    etcd) "$ETCD_DIR/etcd" --version ;;
+    kwok) "$KWOK_DIR/kwok" --version ;;
+    kube)
+      "$KUBE_DIR/kube-apiserver" --version
+      "$KUBE_DIR/kube-controller-manager" --version
+      "$KUBE_DIR/kube-scheduler" --version
+      "$KUBE_DIR/kubectl" version --client ;;
+    pulumi) "${penv[@]}" "$PULUMI_BIN" version ;;
+    language-nodejs) ls -l "$PULUMI_ROOT/bin/pulumi-language-nodejs" ;;
+    command|kubernetes|random) "${penv[@]}" "$PULUMI_BIN" plugin ls | grep -E "^(NAME|$1 )" ;;
+  esac
+}
+
+# ---------------------------------------------------------------------------------------------
+# main
+
+mkdir -p "$CACHE"
+if [ "$CHECK" = 0 ]; then
+  exec 9>"$CACHE/.lock"
+  if ! flock -n 9; then
+    log "another build-toolchain.sh holds $CACHE/.lock; waiting"
+    flock 9
+  fi
+  mkdir -p "$BIN_ROOT" "$WORK_ROOT"
+fi
+
+log "cache: $CACHE; groups: ${SELECTED[*]}; $GO_VERSION; GOMODCACHE=$GO_MODCACHE"
+for g in "${SELECTED[@]}"; do
+  "group_${g//-/_}"
+done
+
+if [ "$CHECK" = 1 ]; then
+  [ -f "$TOOLCHAIN_JSON" ] || MISSING+=("toolchain.json")
+  if [ "${#MISSING[@]}" -gt 0 ]; then
+    log "check: missing or out of date: ${MISSING[*]}"
+    exit 1
+  fi
+  log "check: everything selected is built"
+  if [ "$VERIFY" = 1 ]; then
+    for g in "${SELECTED[@]}"; do
+      log "verify $g:"
+      verify_group "$g"
+    done
+  fi
+  exit 0
+fi
+
+write_toolchain_json
+if [ "$VERIFY" = 1 ]; then
+  for g in "${SELECTED[@]}"; do
+    log "verify $g:"
+    verify_group "$g"
+  done
+fi
+log "all done in $(( $(date +%s) - START_TS ))s"
