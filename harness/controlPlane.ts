@@ -125,6 +125,17 @@ function installExitHook(): void {
       }
     }
   });
+  // A runner killed by a signal never reaches 'exit' unless someone exits for it; a program with its own
+  // handler (the demo cleans up first) keeps that job.
+  for (const [sig, code] of [
+    ["SIGINT", 130],
+    ["SIGTERM", 143],
+  ] as const) {
+    const onSignal = (): void => {
+      if (process.listenerCount(sig) === 1) process.exit(code);
+    };
+    process.on(sig, onSignal);
+  }
 }
 
 export interface Managed {

@@ -9,23 +9,9 @@ import * as os from "node:os";
 import * as path from "node:path";
 
 import { SKU_NAMES, SkuName } from "../config/skus";
-import { EngineStack, openStack } from "./engine";
+import { EngineStack, openStack, projectCopy } from "./engine";
 import { Site, startSite } from "./site";
 import { loadToolchain } from "./toolchain";
-
-const ROOT = path.resolve(__dirname, "..");
-/** What a copy of the project needs: the program, its scripts and its dependencies (linked, not copied). */
-const PROJECT_FILES = [
-  "Pulumi.yaml",
-  "index.ts",
-  "program.ts",
-  "config",
-  "components",
-  "scripts",
-  "package.json",
-  "tsconfig.json",
-  "node_modules",
-];
 
 function parseArgs(argv: string[]): { sku: SkuName; keep: boolean } {
   let sku = "thor";
@@ -42,14 +28,6 @@ function parseArgs(argv: string[]): { sku: SkuName; keep: boolean } {
   if (!(SKU_NAMES as readonly string[]).includes(sku))
     throw new Error(`--stack must be one of ${SKU_NAMES.join(", ")}`);
   return { sku: sku as SkuName, keep };
-}
-
-/** A throwaway copy of the project so the demo's stack settings never touch the committed Pulumi.<sku>.yaml. */
-function projectCopy(dir: string): string {
-  const project = path.join(dir, "project");
-  fs.mkdirSync(project, { recursive: true });
-  for (const f of PROJECT_FILES) fs.symlinkSync(path.join(ROOT, f), path.join(project, f));
-  return project;
 }
 
 function step(msg: string): void {

@@ -10,6 +10,30 @@ import { loadToolchain } from "./toolchain";
 import { ConfigEntry } from "./site";
 
 export const PROJECT = "forge-edge";
+const ROOT = path.resolve(__dirname, "..");
+/** What a copy of the project needs: the program, its scripts and its dependencies (linked, not copied). */
+const PROJECT_FILES = [
+  "Pulumi.yaml",
+  "index.ts",
+  "program.ts",
+  "config",
+  "components",
+  "scripts",
+  "package.json",
+  "tsconfig.json",
+  "node_modules",
+];
+
+/**
+ * A throwaway copy of the project, for running it the way `pulumi up` does (through the Node language host)
+ * without the stack settings ever touching the committed Pulumi.<stack>.yaml files.
+ */
+export function projectCopy(dir: string): string {
+  const project = path.join(dir, "project");
+  fs.mkdirSync(project, { recursive: true });
+  for (const f of PROJECT_FILES) fs.symlinkSync(path.join(ROOT, f), path.join(project, f));
+  return project;
+}
 export const PASSPHRASE = "forge-edge-e2e-passphrase";
 
 export interface EngineStack {
@@ -84,7 +108,7 @@ export async function openStack(opts: {
 }
 
 function requireProjectDir(dir: string | undefined): string {
-  if (dir === undefined || path.resolve(dir) === path.resolve(__dirname, "..")) {
+  if (dir === undefined || path.resolve(dir) === ROOT) {
     throw new Error(
       "openStack needs an inline program or a copy of the project (it writes the stack settings file)",
     );

@@ -4,13 +4,13 @@
  * removed, and with no secret in the node-side logs.
  */
 import * as assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 
 import { run } from "../../program";
-import { EngineStack, openStack, PROJECT } from "../../harness/engine";
+import { EngineStack, openStack, PROJECT, projectCopy } from "../../harness/engine";
 import { loadToolchain } from "../../harness/toolchain";
 import { Site, SiteNode, startSite } from "../../harness/site";
 
@@ -28,24 +28,6 @@ interface StateResource {
 async function resources(es: EngineStack): Promise<StateResource[]> {
   const d = (await es.stack.exportStack()).deployment as { resources?: StateResource[] };
   return d.resources ?? [];
-}
-
-/** PIDs of the pulumi CLI processes running an operation on this stack. */
-function cliPids(stackName: string): number[] {
-  return fs
-    .readdirSync("/proc")
-    .filter((p) => /^\d+$/.test(p))
-    .filter((p) => {
-      try {
-        const cmd = fs.readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0");
-        return (
-          path.basename(cmd[0]) === "pulumi" && cmd.includes("up") && cmd.some((a) => a.endsWith(stackName))
-        );
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
 }
 
 describe("e2e: faults and secrets on a two-node P40 site", function () {
@@ -105,16 +87,30 @@ describe("e2e: faults and secrets on a two-node P40 site", function () {
   });
 
   it("a killed pulumi up leaves state that refresh + up repair", async () => {
-    // Upgrade K3s everywhere and kill the engine while the server's install runs.
+    // The user's path: `pulumi up` from the CLI on the project (through the Node language host), killed with
+    // SIGKILL while it upgrades K3s — server first, then the agent — in the middle of the agent's install.
     await es.stack.setConfig(`${PROJECT}:k3sVersion`, { value: "v1.36.5+k3s1" });
-    const before = site.hosts[server].calls().length;
-    const up = es.stack.up().then(
-      () => "finished",
-      (e: Error) => e.message,
+    const project = projectCopy(dir);
+    fs.copyFileSync(
+      path.join(es.stack.workspace.workDir, "Pulumi.faults.yaml"),
+      path.join(project, "Pulumi.faults.yaml"),
     );
-    const end = Date.now() + 120_000;
+    const before = site.hosts[agent].calls().length;
+    const tc = loadToolchain(["pulumi"]);
+    const cli = spawn(
+      tc.bin.pulumi,
+      ["up", "--yes", "--skip-preview", "--non-interactive", "--stack", "faults"],
+      {
+        cwd: project,
+        env: { ...process.env, ...es.env, PATH: `${path.dirname(tc.bin.pulumi)}:${process.env.PATH}` },
+        detached: true,
+        stdio: "ignore",
+      },
+    );
+    const exited = new Promise<number | null>((r) => cli.on("exit", (code) => r(code)));
+    const end = Date.now() + 180_000;
     while (
-      !site.hosts[server]
+      !site.hosts[agent]
         .calls()
         .slice(before)
         .some((l) => l.includes("install.sh")) &&
@@ -122,17 +118,23 @@ describe("e2e: faults and secrets on a two-node P40 site", function () {
     ) {
       await new Promise((r) => setTimeout(r, 100));
     }
-    const pids = cliPids("faults");
-    assert.ok(pids.length > 0, "found the running pulumi up");
-    for (const pid of pids) process.kill(pid, "SIGKILL");
-    assert.notEqual(await up, "finished");
-    await es.stack.cancel().catch(() => undefined); // a killed CLI leaves the backend's lock behind
+    assert.ok(Date.now() < end, "the CLI never reached the agent's install");
+    process.kill(-cli.pid!, "SIGKILL"); // the CLI, its language host, program and plugins
+    assert.notEqual(await exited, 0);
+    assert.match(
+      site.hosts[server].calls().join("\n"),
+      /INSTALL_K3S_VERSION=v1\.36\.5\+k3s1/,
+      "the server was upgraded first",
+    );
+    // Repair: release the backend's lock, refresh (dropping pending creates), then up.
+    await es.stack.cancel().catch(() => undefined);
     await es.stack.refresh({ clearPendingCreates: true });
     const res = await es.stack.up();
     assert.equal(res.summary.result, "succeeded");
     await es.stack.preview({ expectNoChanges: true });
+    assert.match(site.hosts[agent].calls().join("\n"), /INSTALL_K3S_VERSION=v1\.36\.5\+k3s1/);
     MEASURED["killed-up"] =
-      "SIGKILL during the server's K3s install; cancel + refresh --clear-pending-creates + up converged";
+      "CLI `pulumi up` SIGKILLed during the agent's K3s upgrade; cancel + refresh --clear-pending-creates + up converged";
   });
 
   it("refuses a node whose SSH host key does not match the pinned one, running nothing", async () => {

@@ -167,16 +167,23 @@ describe("e2e: the design's guarantees on a simulated P40 site", function () {
     assert.equal(mem.status, 403);
     assert.match(mem.body, /exceeded quota: forge-cognition-quota.*requests\.memory/);
     let refused = "";
+    let accepted = 0;
     for (let i = 0; i < 12 && !refused; i++) {
       const r = await createPod(
         slicePod(`filler-${i}`, { ns: NS, priority: "forge-low", gpu: 0, memory: "64Mi" }),
       );
       if (r.status === 403) refused = r.body;
-      else assert.equal(r.status, 201, r.body);
+      else {
+        assert.equal(r.status, 201, r.body);
+        accepted++;
+      }
     }
     assert.match(refused, /exceeded quota: forge-cognition-quota.*pods/);
     await site.kube.send("DELETE", `/api/v1/namespaces/${NS}/pods?labelSelector=drill%3Dtrue`);
-    MEASURED["quota"] = "refused: requests.nvidia.com/gpu=2, requests.memory=40Gi, the 11th pod (pods: 10)";
+    const inNs = (await pods(NS, "app=inference-server")).length;
+    assert.equal(inNs + accepted, 10, "the quota admits exactly its pod count");
+    MEASURED["quota"] =
+      `refused: requests.nvidia.com/gpu=2, requests.memory=40Gi, and pod ${inNs + accepted + 1} (pods: 10)`;
   });
 
   it("an eviction that would break the PodDisruptionBudget is refused", async () => {

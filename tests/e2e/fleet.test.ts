@@ -1,0 +1,158 @@
+/**
+ * Fleets: a 1-server + 2-agent stack walked in waves, a node added and one removed without touching the others,
+ * a 3-server HA cluster, and the policy pack gating a preview — all through the real engine.
+ */
+import * as assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+
+import { run } from "../../program";
+import { EngineStack, openStack, PROJECT } from "../../harness/engine";
+import { nodeEntry, Site, SiteNode, startSite } from "../../harness/site";
+
+const POLICY_PACK = path.resolve(__dirname, "../../policy/analyzer/pulumi-analyzer-policy");
+export const MEASURED: Record<string, string> = {};
+
+async function nodeNames(site: Site): Promise<string[]> {
+  const list = (await site.kube.get("/api/v1/nodes")) as { items: { metadata: { name: string } }[] };
+  return list.items.map((n) => n.metadata.name).sort();
+}
+
+describe("e2e: a fleet of one server and agents, walked in waves", function () {
+  this.timeout(25 * 60_000);
+  const nodes: SiteNode[] = [
+    { name: "edge-s1", role: "server" },
+    { name: "edge-a1", role: "agent" },
+    { name: "edge-a2", role: "agent" },
+  ];
+  let site: Site;
+  let es: EngineStack;
+  let dir: string;
+  const setNodes = (list: SiteNode[]) =>
+    es.stack.setConfig(`${PROJECT}:nodes`, {
+      value: JSON.stringify(list.map((n) => nodeEntry(n, site.hosts.find((h) => h.name === n.name)!))),
+    });
+  const callCounts = () => Object.fromEntries(site.hosts.map((h) => [h.name, h.calls().length]));
+
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "forge-e2e-fleet-"));
+    site = await startSite({ sku: "rtx4000", dir, nodes, ipBase: 100, spareIps: 2 });
+    es = await openStack({ stackName: "fleet", dir, config: site.config, program: async () => run() });
+    await es.stack.removeConfig(`${PROJECT}:quota`).catch(() => undefined);
+    await es.stack.setConfig(`${PROJECT}:rollout`, { value: JSON.stringify({ batchSize: 1 }) });
+  });
+
+  after(async () => {
+    console.log("\n  fleet measurements:");
+    for (const [k, v] of Object.entries(MEASURED)) console.log(`    ${k}: ${v}`);
+    await site?.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("the policy pack passes the plan, and fails it when the NodePort is not an allowed one", async () => {
+    const ok = await es.stack.preview({ policyPacks: [POLICY_PACK] });
+    assert.match(ok.stdout, /forge-edge/);
+    const cfg = path.join(dir, "policy-config.json");
+    fs.writeFileSync(cfg, JSON.stringify({ "service-node-port-range": { allowedNodePorts: [31000] } }));
+    await assert.rejects(
+      es.stack.preview({ policyPacks: [POLICY_PACK], policyPackConfigs: [cfg] }),
+      /service-node-port-range[\s\S]*30080/,
+    );
+  });
+
+  it("bootstraps the server, then a canary agent, then the rest, and exports the waves", async () => {
+    const t = Date.now();
+    const res = await es.stack.up();
+    MEASURED["up-1+2"] = `${((Date.now() - t) / 1000).toFixed(1)} s for 1 server + 2 agents`;
+    assert.deepEqual(res.outputs.rolloutWaves.value, [["edge-s1"], ["edge-a1"], ["edge-a2"]]);
+    assert.deepEqual(await nodeNames(site), ["edge-a1", "edge-a2", "edge-s1"]);
+    for (const h of site.hosts.slice(1)) {
+      assert.match(
+        h.calls().join("\n"),
+        /install\.sh .*INSTALL_K3S_EXEC=agent .*K3S_URL=https:\/\/127\.0\.1\.100:6443/,
+      );
+    }
+  });
+
+  it("adding a node bootstraps only that node", async () => {
+    const added: SiteNode = { name: "edge-a3", role: "agent" };
+    await site.addHost(added);
+    const before = callCounts();
+    await setNodes([...nodes, added]);
+    const res = await es.stack.up();
+    assert.equal(res.summary.result, "succeeded");
+    for (const h of site.hosts.slice(0, 3))
+      assert.equal(h.calls().length, before[h.name], `${h.name} ran a command`);
+    assert.match(site.hosts[3].calls().join("\n"), /INSTALL_K3S_EXEC=agent/);
+    assert.ok((await nodeNames(site)).includes("edge-a3"));
+  });
+
+  it("removing a node drains it, deletes its Node object, then uninstalls it; no other node re-runs anything", async () => {
+    const before = callCounts();
+    await setNodes([nodes[0], nodes[2], { name: "edge-a3", role: "agent" }]);
+    const res = await es.stack.up();
+    assert.equal(res.summary.result, "succeeded");
+    const serverCalls = site.hosts[0].calls().slice(before["edge-s1"]).join("\n");
+    assert.match(serverCalls, /kubectl drain edge-a1/);
+    assert.match(serverCalls, /kubectl delete node edge-a1/);
+    assert.match(site.hosts[1].calls().slice(before["edge-a1"]).join("\n"), /k3s-agent-uninstall\.sh/);
+    for (const name of ["edge-a2", "edge-a3"]) {
+      assert.equal(
+        site.hosts.find((h) => h.name === name)!.calls().length,
+        before[name],
+        `${name} ran a command`,
+      );
+    }
+    assert.ok(!(await nodeNames(site)).includes("edge-a1"));
+    await es.stack.preview({ expectNoChanges: true });
+  });
+
+  it("destroys the fleet", async () => {
+    const res = await es.stack.destroy();
+    assert.equal(res.summary.result, "succeeded");
+    assert.deepEqual(await nodeNames(site), []);
+  });
+});
+
+describe("e2e: a 3-server HA cluster (embedded etcd)", function () {
+  this.timeout(20 * 60_000);
+  const nodes: SiteNode[] = [
+    { name: "ha-s1", role: "server" },
+    { name: "ha-s2", role: "server" },
+    { name: "ha-s3", role: "server" },
+    { name: "ha-a1", role: "agent" },
+  ];
+  let site: Site;
+  let es: EngineStack;
+  let dir: string;
+
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "forge-e2e-ha-"));
+    site = await startSite({ sku: "thor", dir, nodes, ipBase: 110 });
+    es = await openStack({ stackName: "ha", dir, config: site.config, program: async () => run() });
+    await es.stack.removeConfig(`${PROJECT}:quota`).catch(() => undefined);
+  });
+
+  after(async () => {
+    await es?.stack.destroy().catch((e: Error) => console.error(e.message));
+    await site?.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("initialises etcd on the first server and joins the other servers one at a time", async () => {
+    const t = Date.now();
+    const res = await es.stack.up();
+    MEASURED["up-ha"] = `${((Date.now() - t) / 1000).toFixed(1)} s for 3 servers + 1 agent`;
+    assert.deepEqual(res.outputs.rolloutWaves.value, [["ha-s1"], ["ha-s2"], ["ha-s3"], ["ha-a1"]]);
+    const config = (i: number) =>
+      fs.readFileSync(path.join(site.hosts[i].rootDirs["/etc/rancher"], "k3s", "config.yaml"), "utf8");
+    assert.match(config(0), /^cluster-init: true$/m);
+    for (const i of [1, 2]) {
+      assert.match(config(i), /^server: "https:\/\/127\.0\.1\.110:6443"$/m);
+      assert.doesNotMatch(config(i), /cluster-init/);
+    }
+    assert.deepEqual(await nodeNames(site), ["ha-a1", "ha-s1", "ha-s2", "ha-s3"]);
+    assert.deepEqual(res.outputs.gpuSlicesPerNode.value, { "ha-s1": 4, "ha-s2": 4, "ha-s3": 4, "ha-a1": 4 });
+  });
+});
