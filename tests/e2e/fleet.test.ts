@@ -44,8 +44,6 @@ describe("e2e: a fleet of one server and agents, walked in waves", function () {
   });
 
   after(async () => {
-    console.log("\n  fleet measurements:");
-    for (const [k, v] of Object.entries(MEASURED)) console.log(`    ${k}: ${v}`);
     await site?.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   });
@@ -155,4 +153,9 @@ describe("e2e: a 3-server HA cluster (embedded etcd)", function () {
     assert.deepEqual(await nodeNames(site), ["ha-a1", "ha-s1", "ha-s2", "ha-s3"]);
     assert.deepEqual(res.outputs.gpuSlicesPerNode.value, { "ha-s1": 4, "ha-s2": 4, "ha-s3": 4, "ha-a1": 4 });
   });
+});
+
+after(() => {
+  console.log("\n  fleet measurements:");
+  for (const [k, v] of Object.entries(MEASURED)) console.log(`    ${k}: ${v}`);
 });
