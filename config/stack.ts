@@ -174,27 +174,31 @@ class Checker {
   }
 
   int(key: string, v: unknown, def: number | undefined, min: number, max: number): number {
-    const allowed = `an integer from ${min} to ${max}`;
-    if (v === undefined || v === null) {
-      if (def === undefined) this.problems.push(`${key} is required: ${allowed}`);
-      return def ?? min;
-    }
-    const n = typeof v === "string" && /^-?\d+$/.test(v) ? Number(v) : v;
-    if (typeof n !== "number" || !Number.isInteger(n) || n < min || n > max) {
-      this.fail(key, v, allowed);
-      return def ?? min;
-    }
-    return n;
+    return this.number(key, v, def, min, max, true);
   }
 
   num(key: string, v: unknown, def: number | undefined, min: number, max: number): number {
-    const allowed = `a number from ${min} to ${max}`;
+    return this.number(key, v, def, min, max, false);
+  }
+
+  private number(
+    key: string,
+    v: unknown,
+    def: number | undefined,
+    min: number,
+    max: number,
+    integer: boolean,
+  ): number {
+    const allowed = `${integer ? "an integer" : "a number"} from ${min} to ${max}`;
     if (v === undefined || v === null) {
       if (def === undefined) this.problems.push(`${key} is required: ${allowed}`);
       return def ?? min;
     }
+    // The engine hands numbers over as strings.
     const n = typeof v === "string" && /^-?\d+(\.\d+)?$/.test(v) ? Number(v) : v;
-    if (typeof n !== "number" || !Number.isFinite(n) || n < min || n > max) {
+    const ok =
+      typeof n === "number" && (integer ? Number.isInteger(n) : Number.isFinite(n)) && n >= min && n <= max;
+    if (!ok) {
       this.fail(key, v, allowed);
       return def ?? min;
     }
