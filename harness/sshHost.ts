@@ -197,6 +197,12 @@ function checkPrereqs(): void {
     throw new Error("sshHost: must run as root (mount namespaces, sshd on port 22)");
 }
 
+/** One process 'exit' listener for every live host (a fleet of hosts would otherwise trip MaxListeners). */
+const exitHooks = new Set<() => void>();
+process.on("exit", () => {
+  for (const hook of exitHooks) hook();
+});
+
 export async function startSshHost(opts: SshHostOptions): Promise<SshHost> {
   const t0 = Date.now();
   checkPrereqs();
@@ -390,7 +396,7 @@ export async function startSshHost(opts: SshHostOptions): Promise<SshHost> {
   let stopped: Promise<number> | undefined;
   const stop = (): Promise<number> => {
     stopped ??= (async () => {
-      process.removeListener("exit", onExit);
+      exitHooks.delete(onExit);
       const s = Date.now();
       const target = ns ?? mountNsOf(sshd.pid);
       const killAll = (sig: NodeJS.Signals): number => {
@@ -422,14 +428,14 @@ export async function startSshHost(opts: SshHostOptions): Promise<SshHost> {
         }
       }
       await Promise.race([sshd.exited, sleep(2000)]);
-      process.removeListener("exit", onExit);
+      exitHooks.delete(onExit);
       return Date.now() - s;
     })();
     return stopped;
   };
 
   const boot = async (): Promise<void> => {
-    process.on("exit", onExit);
+    exitHooks.add(onExit);
     try {
       await waitFor(
         `sshd of ${opts.name} on ${opts.ip}:22`,
@@ -450,7 +456,7 @@ export async function startSshHost(opts: SshHostOptions): Promise<SshHost> {
       throw e;
     }
   };
-  process.removeListener("exit", onExit);
+  exitHooks.delete(onExit);
   await boot();
   const restart = async (): Promise<void> => {
     await stop();
