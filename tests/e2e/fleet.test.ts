@@ -59,7 +59,16 @@ describe("e2e: a fleet of one server and agents, walked in waves", function () {
     );
   });
 
-  it("bootstraps the server, then a canary agent, then the rest, and exports the waves", async () => {
+  it("a failing canary stops the rollout before the next wave, and the server keeps serving", async () => {
+    const canary = site.hosts[1];
+    await canary.stop();
+    await assert.rejects(es.stack.up(), /edge-a1/);
+    assert.deepEqual(site.hosts[2].calls(), [], "the next wave started despite the failed canary");
+    assert.deepEqual(await nodeNames(site), ["edge-s1"]);
+    await canary.restart();
+  });
+
+  it("a rerun bootstraps the rest: the server, a canary agent, then the others, and exports the waves", async () => {
     const t = Date.now();
     const res = await es.stack.up();
     MEASURED["up-1+2"] = `${((Date.now() - t) / 1000).toFixed(1)} s for 1 server + 2 agents`;
