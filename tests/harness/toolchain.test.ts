@@ -2,7 +2,7 @@ import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { loadToolchain, ToolchainMissingError } from "../../harness/toolchain";
+import { BINARY_NAMES, loadToolchain, ToolchainMissingError } from "../../harness/toolchain";
 
 describe("harness/toolchain", () => {
   const saved = process.env.FORGE_EDGE_CACHE;
@@ -31,15 +31,7 @@ describe("harness/toolchain", () => {
 
   it("reads a valid manifest and rejects a non-executable binary", () => {
     const bin: Record<string, string> = {};
-    for (const n of [
-      "etcd",
-      "kube-apiserver",
-      "kube-controller-manager",
-      "kube-scheduler",
-      "kubectl",
-      "kwok",
-      "pulumi",
-    ]) {
+    for (const n of BINARY_NAMES) {
       bin[n] = path.join(tmp, n);
       fs.writeFileSync(bin[n], "#!/bin/sh\n", { mode: 0o755 });
     }
