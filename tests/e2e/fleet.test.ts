@@ -115,8 +115,52 @@ describe("e2e: a fleet of one server and agents, walked in waves", function () {
     await es.stack.preview({ expectNoChanges: true });
   });
 
+  it("a K3s version change upgrades the nodes one at a time, servers first", async () => {
+    await es.stack.setConfig(`${PROJECT}:k3sVersion`, { value: "v1.36.5+k3s1" });
+    const events: string[] = [];
+    const res = await es.stack.up({
+      onEvent: (e) => {
+        const pre = e.resourcePreEvent?.metadata;
+        const done = e.resOutputsEvent?.metadata;
+        if (pre?.op === "update" && pre.urn.endsWith("-k3s"))
+          events.push(`start ${pre.urn.split("::").pop()}`);
+        if (done?.op === "update" && done.urn.endsWith("-k3s"))
+          events.push(`done ${done.urn.split("::").pop()}`);
+      },
+    });
+    assert.equal(res.summary.result, "succeeded");
+    assert.deepEqual(events, [
+      "start edge-s1-k3s",
+      "done edge-s1-k3s",
+      "start edge-a2-k3s",
+      "done edge-a2-k3s",
+      "start edge-a3-k3s",
+      "done edge-a3-k3s",
+    ]);
+    for (const h of site.hosts.filter((x) => x.name !== "edge-a1")) {
+      assert.match(h.calls().join("\n"), /INSTALL_K3S_VERSION=v1\.36\.5\+k3s1/, h.name);
+    }
+    MEASURED["upgrade"] =
+      `one node at a time, servers first: ${events.filter((e) => e.startsWith("done")).length} nodes`;
+  });
+
   it("destroys the fleet", async () => {
-    const res = await es.stack.destroy();
+    const started: Record<string, number> = {};
+    const took: [string, number][] = [];
+    const res = await es.stack.destroy({
+      onEvent: (e) => {
+        const pre = e.resourcePreEvent?.metadata;
+        const done = e.resOutputsEvent?.metadata;
+        if (pre) started[pre.urn] = Date.now();
+        if (done && started[done.urn])
+          took.push([done.urn.split("::").pop()!, (Date.now() - started[done.urn]) / 1000]);
+      },
+    });
+    took.sort((a, b) => b[1] - a[1]);
+    MEASURED["destroy-slowest"] = took
+      .slice(0, 4)
+      .map(([n, t]) => `${n} ${t.toFixed(1)} s`)
+      .join(", ");
     assert.equal(res.summary.result, "succeeded");
     assert.deepEqual(await nodeNames(site), []);
   });
