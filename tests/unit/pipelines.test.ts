@@ -3,8 +3,8 @@
  * through a structural lint, and both against what the pipelines must do (stacks, policy pack, one deploy at a
  * time per stack, drift check).
  *
- * actionlint is rhysd/actionlint v1.7.12 built from Go modules (pipelines/README.md): `$ACTIONLINT`, else
- * `${FORGE_EDGE_CACHE:-~/.cache/forge-edge}/bin/actionlint`, else `actionlint` on PATH.
+ * actionlint is rhysd/actionlint at ACTIONLINT_VERSION of harness/versions.env, built from Go modules by
+ * harness/setup.sh into `${FORGE_EDGE_CACHE:-~/.cache/forge-edge}/bin/actionlint-<version>/` (or `$ACTIONLINT`).
  */
 import * as assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -14,6 +14,7 @@ import * as path from "node:path";
 import * as yaml from "js-yaml";
 
 import { SKU_NAMES } from "../../config/skus";
+import { cacheDir, pinnedVersions } from "../../harness/toolchain";
 import { ROOT } from "./support";
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -23,17 +24,12 @@ const WORKFLOWS = ["pulumi-preview.yml", "pulumi-up.yml", "pulumi-drift.yml"];
 const GITLAB_CI = path.join(ROOT, "pipelines/gitlab/.gitlab-ci.yml");
 /** The custom label of the self-hosted runner at the edge site. */
 const RUNNER_LABEL = "forge-edge";
-const ACTIONLINT_VERSION = "1.7.12";
+const ACTIONLINT_VERSION = pinnedVersions().ACTIONLINT_VERSION;
 
 function findActionlint(): string | undefined {
-  const cache = process.env.FORGE_EDGE_CACHE ?? path.join(os.homedir(), ".cache/forge-edge");
-  const candidates = [process.env.ACTIONLINT, path.join(cache, "bin/actionlint")].filter(
-    (p): p is string => !!p,
-  );
-  const found = candidates.find((p) => existsSync(p));
-  if (found) return found;
-  const which = spawnSync("sh", ["-c", "command -v actionlint"], { encoding: "utf8" });
-  return which.status === 0 ? which.stdout.trim() : undefined;
+  const bin =
+    process.env.ACTIONLINT ?? path.join(cacheDir(), "bin", `actionlint-${ACTIONLINT_VERSION}`, "actionlint");
+  return existsSync(bin) ? bin : undefined;
 }
 
 interface Finding {
@@ -68,17 +64,19 @@ const pulumiStep = (job: any): any => job.steps.find((s: any) => /^pulumi\/actio
 describe("GitHub workflows (pipelines/github)", () => {
   const bin = findActionlint();
 
-  it(`pass actionlint ${ACTIONLINT_VERSION} with no finding`, function () {
-    if (!bin) {
+  const requireBin = (): string => {
+    if (!bin)
       assert.fail(
-        "actionlint not found: GOBIN=$HOME/.cache/forge-edge/bin go install " +
-          `github.com/rhysd/actionlint/cmd/actionlint@v${ACTIONLINT_VERSION} (or set ACTIONLINT)`,
+        `actionlint ${ACTIONLINT_VERSION} not found: run bash harness/setup.sh (or set ACTIONLINT)`,
       );
-    }
-    const version = spawnSync(bin, ["-version"], { encoding: "utf8" }).stdout.split("\n")[0];
-    assert.equal(version, `v${ACTIONLINT_VERSION}`);
+    return bin;
+  };
+
+  it(`pass actionlint ${ACTIONLINT_VERSION} with no finding`, function () {
+    const version = spawnSync(requireBin(), ["-version"], { encoding: "utf8" }).stdout.split("\n")[0];
+    assert.equal(version, ACTIONLINT_VERSION);
     const findings = actionlint(
-      bin,
+      requireBin(),
       WORKFLOWS.map((w) => path.join(GITHUB_DIR, w)),
     );
     assert.deepEqual(
@@ -88,7 +86,7 @@ describe("GitHub workflows (pipelines/github)", () => {
   });
 
   it("and actionlint does find a broken workflow (the lint is live)", function () {
-    if (!bin) this.skip();
+    requireBin();
     const dir = mkdtempSync(path.join(os.tmpdir(), "broken-wf-"));
     try {
       const file = path.join(dir, "broken.yml");
@@ -96,7 +94,7 @@ describe("GitHub workflows (pipelines/github)", () => {
         .replace("group: pulumi-${{ matrix.stack }}", "group: pulumi-${{ matrix.stak }}")
         .replace("runs-on: ubuntu-latest", "runs-on: ubuntu-latset");
       writeFileSync(file, broken);
-      const kinds = actionlint(bin!, [file]).map((f) => f.kind);
+      const kinds = actionlint(requireBin(), [file]).map((f) => f.kind);
       assert.ok(kinds.includes("expression"), kinds.join(","));
       assert.ok(kinds.includes("runner-label"), kinds.join(","));
     } finally {

@@ -12,6 +12,7 @@ import {
   MOCK_KUBECONFIG,
   MOCK_TOKEN,
   Recorded,
+  stackFileConfig,
   TEST_SSH_KEY,
   unwrap,
   valueOf,
@@ -186,8 +187,7 @@ for (const stack of Object.keys(EXPECT) as SkuName[]) {
     });
 
     it("bootstraps the node over SSH: runtime first, then K3s, with uninstall on delete", () => {
-      const node = JSON.parse(JSON.stringify(ev.ofType(CMD).map((r) => r.name)));
-      const first = node.find((n: string) => n.endsWith("-nvidia-runtime")).replace(/-nvidia-runtime$/, "");
+      const first = (JSON.parse(stackFileConfig(stack)["forge-edge:nodes"]) as { name: string }[])[0].name;
       const runtime = ev.byName(`${first}-nvidia-runtime`);
       const k3s = ev.byName(`${first}-k3s`);
       assert.match(
