@@ -41,6 +41,12 @@ describe("e2e: a fleet of one server and agents, walked in waves", function () {
     es = await openStack({ stackName: "fleet", dir, config: site.config, program: async () => run() });
     await es.stack.removeConfig(`${PROJECT}:quota`).catch(() => undefined);
     await es.stack.setConfig(`${PROJECT}:rollout`, { value: JSON.stringify({ batchSize: 1 }) });
+    // Two inference replicas: removing a node must drain it through the PodDisruptionBudget (minAvailable 1),
+    // whichever node the scheduler put the pods on. A single replica would block the drain, as documented.
+    const inference = JSON.parse(site.config.inference.value) as Record<string, unknown>;
+    await es.stack.setConfig(`${PROJECT}:inference`, {
+      value: JSON.stringify({ ...inference, replicas: 2, maxReplicas: 2 }),
+    });
   });
 
   after(async () => {
