@@ -12,6 +12,7 @@ import * as path from "node:path";
 
 import { run } from "../program";
 import { openStack } from "./engine";
+import { machineLoad } from "./processes";
 import { nodeEntry, Site, SiteNode, startSite } from "./site";
 
 async function time(name: string, results: Record<string, number>, f: () => Promise<unknown>): Promise<void> {
@@ -36,14 +37,39 @@ function fleetConfig(site: Site, nodes: SiteNode[]) {
   const entries = nodes.map((n, i) =>
     site.hosts[i]
       ? nodeEntry(n, site.hosts[i])
-      : { name: n.name, host: `127.0.2.${i + 1}`, port: 22, user: "root", role: n.role, gpus: 1 },
+      : {
+          name: n.name,
+          host: `127.0.2.${i + 1}`,
+          port: 22,
+          user: "root",
+          role: n.role,
+          gpus: 1,
+          hostKey: site.hosts[0].hostKeyLine, // a pin is required; these nodes are never dialled
+        },
   );
   const config = { ...site.config, nodes: { value: JSON.stringify(entries) } };
   delete (config as Record<string, unknown>).quota; // derived from the fleet's slices
   return config;
 }
 
+/** Above this many cores' worth of other work, figures would measure the neighbours, not forge-edge. */
+const MAX_BACKGROUND_CORES = 0.25;
+
+async function refuseBusyMachine(): Promise<void> {
+  const load = await machineLoad();
+  if (load.busyCores <= MAX_BACKGROUND_CORES || process.argv.includes("--busy-ok")) return;
+  throw new Error(
+    `the machine is busy (${load.busyCores.toFixed(2)} of ${os.cpus().length} cores used by other processes; ` +
+      `the limit is ${MAX_BACKGROUND_CORES}): figures taken now would not be comparable. Busiest:\n` +
+      load.top
+        .map((t) => `  ${t.cores.toFixed(2)} cores  pid ${t.info.pid}  ${t.info.command.slice(0, 120)}`)
+        .join("\n") +
+      "\nStop them (or pass --busy-ok to measure anyway) and rerun.",
+  );
+}
+
 async function main(): Promise<void> {
+  await refuseBusyMachine();
   const outIdx = process.argv.indexOf("--out");
   const out = outIdx > 0 ? process.argv[outIdx + 1] : "bench-results.json";
   const results: Record<string, number> = {};

@@ -8,17 +8,20 @@
 #   --verify  after building (or checking), run each selected binary's version command
 #   --list    print the groups and exit
 #
-# Groups (build order): etcd kwok kube pulumi language-nodejs command kubernetes random
+# Groups (build order): etcd kwok kube pulumi language-nodejs command kubernetes random checker
 #   etcd             etcd                                  (harness/toolchain/etcd)
 #   kwok             kwok + kwok Stage YAMLs               (harness/toolchain/kwok)
 #   kube             kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (harness/toolchain/kube)
 #   pulumi           pulumi CLI -> $CACHE/bin/pulumi-<ver>/bin/pulumi  (harness/toolchain/pulumi)
 #   language-nodejs  pulumi-language-nodejs, linked next to bin/pulumi (harness/toolchain/language-nodejs)
-#   command          pulumi-resource-command (forge-edge stand-in, harness/COMMAND-PROVIDER.md), installed as a plugin (harness/toolchain/command)
+#   command          pulumi-resource-command v1.2.1, the real provider built from shared/third_party, installed as a plugin
 #   kubernetes       pulumi-resource-kubernetes, installed as a plugin (harness/toolchain/kubernetes)
 #   random           pulumi-resource-random (bridged; own mapping), installed as a plugin (harness/toolchain/random)
-# (The upstream command/random provider modules and the current Node language host are refused
-#  by the Go module proxy; see harness/versions.env for what is built instead.)
+#   checker          forge-edge-checker: K3s's containerd rendering, containerd's config loader, the device
+#                    plugin's config parser; its Go tests run first (harness/toolchain/checker)
+# (The upstream random provider module and the current Node language host are refused by the Go module
+#  proxy; see harness/versions.env for what is built instead. The command provider's module is refused too:
+#  it is built from its pristine source archive in shared/third_party.)
 #
 # Environment:
 #   FORGE_EDGE_CACHE   cache root (default $HOME/.cache/forge-edge); binaries go to
@@ -41,7 +44,7 @@ BIN_ROOT="$CACHE/bin"
 WORK_ROOT="$CACHE/work"
 PULUMI_HOME_DIR="$CACHE/pulumi-home"
 TOOLCHAIN_JSON="$CACHE/toolchain.json"
-ALL_GROUPS=(etcd kwok kube pulumi language-nodejs command kubernetes random)
+ALL_GROUPS=(etcd kwok kube pulumi language-nodejs command kubernetes random checker)
 
 ONLY=${FORGE_EDGE_ONLY:-}
 CHECK=0
@@ -269,12 +272,38 @@ group_language_nodejs() {
 }
 
 COMMAND_PROVIDER_DIR="$BIN_ROOT/pulumi-resource-command-v$COMMAND_PROVIDER_VERSION"
+# The real provider, built from the pristine upstream archive in shared/third_party (the module proxy does not
+# serve it). The stamp keys on the archive's sha256, so a different archive rebuilds; nothing is patched.
+THIRD_PARTY_DIR=${FORGE_EDGE_THIRD_PARTY:-$(cd "$HARNESS_DIR/../.." && pwd)/shared/third_party}
 group_command() {
-  # The stand-in reports its version (1.2.1) itself; see harness/COMMAND-PROVIDER.md.
-  local ld="-s -w"
-  build_group command "$COMMAND_PROVIDER_DIR" "$(fingerprint command "$ld")" "" "" "$ld" \
-    "pulumi-resource-command=."
-  install_plugin command "$COMMAND_PROVIDER_VERSION" "$COMMAND_PROVIDER_DIR/pulumi-resource-command"
+  local archive="$THIRD_PARTY_DIR/$COMMAND_PROVIDER_ARCHIVE"
+  local ld="-s -w -X github.com/pulumi/pulumi-command/provider/pkg/version.Version=v$COMMAND_PROVIDER_VERSION"
+  local out="$COMMAND_PROVIDER_DIR/pulumi-resource-command" fp sum
+  [ -f "$archive" ] || die "command: $archive is missing (set FORGE_EDGE_THIRD_PARTY to the folder holding it)"
+  sum=$(sha256sum "$archive" | cut -d' ' -f1)
+  [ "$sum" = "$COMMAND_PROVIDER_ARCHIVE_SHA256" ] ||
+    die "command: $archive has sha256 $sum, expected $COMMAND_PROVIDER_ARCHIVE_SHA256 (harness/versions.env)"
+  fp=$(printf '%s\n' "$GO_VERSION" "$ld" "$sum" | sha256sum | cut -d' ' -f1)
+  if up_to_date "$COMMAND_PROVIDER_DIR" "$fp" pulumi-resource-command; then
+    log "command: up to date ($COMMAND_PROVIDER_DIR)"
+  elif [ "$CHECK" = 1 ]; then
+    log "command: NOT built or out of date ($COMMAND_PROVIDER_DIR)"
+    MISSING+=(command)
+  else
+    local t0 work="$WORK_ROOT/command"; t0=$(date +%s)
+    log "command: building the real provider v$COMMAND_PROVIDER_VERSION from $archive"
+    rm -rf "$work" "$COMMAND_PROVIDER_DIR.tmp"
+    mkdir -p "$work" "$COMMAND_PROVIDER_DIR.tmp"
+    tar xzf "$archive" -C "$work"
+    go_build "$work/$COMMAND_PROVIDER_SRC_DIR/provider" "$COMMAND_PROVIDER_DIR.tmp/pulumi-resource-command" \
+      ./cmd/pulumi-resource-command "$ld"
+    printf '%s\n' "$fp" >"$COMMAND_PROVIDER_DIR.tmp/.stamp"
+    rm -rf "$COMMAND_PROVIDER_DIR" "$work"
+    mv "$COMMAND_PROVIDER_DIR.tmp" "$COMMAND_PROVIDER_DIR"
+    log "command: done in $(( $(date +%s) - t0 ))s"
+  fi
+  [ -s "$out" ] || return 0
+  install_plugin command "$COMMAND_PROVIDER_VERSION" "$out"
 }
 
 K8S_PROVIDER_DIR="$BIN_ROOT/pulumi-resource-kubernetes-v$K8S_PROVIDER_VERSION"
@@ -310,6 +339,46 @@ group_random() {
   install_plugin random "$RANDOM_PROVIDER_VERSION" "$RANDOM_PROVIDER_DIR/pulumi-resource-random"
 }
 
+CHECKER_DIR="$BIN_ROOT/forge-edge-checker-$CHECKER_VERSION"
+CHECKER_LDFLAGS="-s -w -X main.containerdVersion=$CHECKER_CONTAINERD_VERSION -X main.devicePluginVersion=$CHECKER_DEVICE_PLUGIN_VERSION"
+# The device plugin's api/config/v1 comes from its pristine archive in shared/third_party (the module proxy
+# refuses the module); go.mod replaces the module with ./third_party/<src dir>, unpacked here. Then the
+# checker's own Go tests run: a checker that accepts a broken template or config is not installed.
+checker_archive() {
+  local archive="${THIRD_PARTY_DIR:-${FORGE_EDGE_THIRD_PARTY:-$(cd "$HARNESS_DIR/../.." && pwd)/shared/third_party}}/$CHECKER_DEVICE_PLUGIN_ARCHIVE" sum
+  # (prints the path: errors go to stderr)
+  if [ ! -f "$archive" ] && [ -f "$CACHE/third_party/$CHECKER_DEVICE_PLUGIN_ARCHIVE" ]; then
+    # Interim: the same pristine archive (sha256-checked below) left in the cache by hand; a new machine lacks it.
+    log "checker: WARNING: $archive is missing; using $CACHE/third_party/$CHECKER_DEVICE_PLUGIN_ARCHIVE" >&2
+    archive="$CACHE/third_party/$CHECKER_DEVICE_PLUGIN_ARCHIVE"
+  fi
+  [ -f "$archive" ] || die "checker: $archive is missing (set FORGE_EDGE_THIRD_PARTY to the folder holding it)" >&2
+  sum=$(sha256sum "$archive" | cut -d' ' -f1)
+  [ "$sum" = "$CHECKER_DEVICE_PLUGIN_ARCHIVE_SHA256" ] ||
+    die "checker: $archive has sha256 $sum, expected $CHECKER_DEVICE_PLUGIN_ARCHIVE_SHA256 (harness/versions.env)" >&2
+  printf '%s\n' "$archive"
+}
+prepare_checker() {
+  local work=$1 archive t0
+  archive=$(checker_archive) || exit 1
+  rm -rf "$work/third_party"
+  mkdir -p "$work/third_party"
+  tar xzf "$archive" -C "$work/third_party"
+  [ -f "$work/third_party/$CHECKER_DEVICE_PLUGIN_SRC_DIR/go.mod" ] || die "checker: $archive holds no $CHECKER_DEVICE_PLUGIN_SRC_DIR/go.mod"
+  t0=$(date +%s)
+  log "  go test (the checker's own tests)"
+  # -trimpath like go_build, so the build below reuses every compiled package and only links.
+  (cd "$work" && go test -trimpath -count=1 ./...) || die "checker: its Go tests fail"
+  log "  tests passed in $(( $(date +%s) - t0 ))s"
+}
+group_checker() {
+  local archive sum
+  archive=$(checker_archive) || exit 1
+  sum=$(sha256sum "$archive" | cut -d' ' -f1)
+  build_group checker "$CHECKER_DIR" "$(fingerprint checker "$CHECKER_LDFLAGS" "$sum")" prepare_checker "" \
+    "$CHECKER_LDFLAGS -X 'main.k3sSource=$CHECKER_K3S_SOURCE'" "forge-edge-checker=."
+}
+
 # ---------------------------------------------------------------------------------------------
 # toolchain.json
 
@@ -335,7 +404,8 @@ write_toolchain_json() {
     printf '    "kube-controller-manager": %s,\n' "$(json_str "$KUBE_DIR/kube-controller-manager")"
     printf '    "kube-scheduler": %s,\n' "$(json_str "$KUBE_DIR/kube-scheduler")"
     printf '    "kubectl": %s,\n' "$(json_str "$KUBE_DIR/kubectl")"
-    printf '    "kwok": %s\n' "$(json_str "$KWOK_DIR/kwok")"
+    printf '    "kwok": %s,\n' "$(json_str "$KWOK_DIR/kwok")"
+    printf '    "forge-edge-checker": %s\n' "$(json_str "$CHECKER_DIR/forge-edge-checker")"
     printf '  },\n'
     printf '  "plugins": {\n'
     printf '    "command": %s,\n' "$(json_str "$COMMAND_PROVIDER_VERSION")"
@@ -352,6 +422,9 @@ write_toolchain_json() {
     printf '    "etcd": %s,\n' "$(json_str "$ETCD_VERSION")"
     printf '    "kubernetes": %s,\n' "$(json_str "$KUBE_VERSION")"
     printf '    "kwok": %s,\n' "$(json_str "$KWOK_VERSION")"
+    printf '    "checker": %s,\n' "$(json_str "$CHECKER_VERSION")"
+    printf '    "checkerContainerd": %s,\n' "$(json_str "$CHECKER_CONTAINERD_VERSION")"
+    printf '    "checkerDevicePlugin": %s,\n' "$(json_str "$CHECKER_DEVICE_PLUGIN_VERSION")"
     printf '    "npm:@pulumi/pulumi": %s,\n' "$(json_str "$PULUMI_NPM")"
     printf '    "npm:@pulumi/command": %s,\n' "$(json_str "$COMMAND_PROVIDER_NPM")"
     printf '    "npm:@pulumi/kubernetes": %s,\n' "$(json_str "$K8S_PROVIDER_NPM")"
@@ -389,6 +462,7 @@ verify_group() {
     pulumi) "${penv[@]}" "$PULUMI_BIN" version ;;
     language-nodejs) ls -l "$PULUMI_ROOT/bin/pulumi-language-nodejs" ;;
     command|kubernetes|random) "${penv[@]}" "$PULUMI_BIN" plugin ls | grep -E "^(NAME|$1 )" ;;
+    checker) "$CHECKER_DIR/forge-edge-checker" version ;;
   esac
 }
 

@@ -55,6 +55,9 @@ export function engineEnv(stateDir: string): Record<string, string> {
     PULUMI_SKIP_UPDATE_CHECK: "true",
     PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
     PULUMI_DIY_BACKEND_NO_LEGACY_WARNING: "true",
+    // The command provider adds the agent at SSH_AUTH_SOCK to every connection and fails every operation when
+    // that socket is dead; the tests authenticate with the stack's key alone, whatever the caller's shell has.
+    SSH_AUTH_SOCK: "",
   };
 }
 

@@ -17,7 +17,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { canConnect, sleep, spawnLogged, waitFor, WaitAbort, type Managed } from "./controlPlane";
-import { loadToolchain } from "./toolchain";
+import { CheckerMissingError, checkerPath, loadToolchain } from "./toolchain";
 
 export interface GpuSpec {
   /** e.g. "Tesla P40", "NVIDIA RTX PRO 4000 Blackwell", "NVIDIA Thor" */
@@ -59,6 +59,23 @@ export interface SshHostOptions {
   kubectlPath?: string;
   /** Also place the k3s + install.sh doubles in /var/lib/forge-edge/airgap at start. Default false. */
   preloadAirgap?: boolean;
+  /**
+   * forge-edge-checker, with which the k3s double renders containerd's config.toml as K3s does. Default: the
+   * toolchain's (`checkerPath()`), or none when it is not built (then a K3s start fails, saying so).
+   */
+  checkerPath?: string;
+  /**
+   * Files laid over the machine's /etc inside the host through an overlay (the machine's /etc is never written),
+   * e.g. `{ nv_tegra_release: "# R38 (release), REVISION: 2.0, ..." }` for a JetPack 7 box. Default: none.
+   */
+  etcFiles?: Record<string, string>;
+  /**
+   * Extra login users with the authorized key (uid 2000+, home /tmp, no sudo rights), added to the host's overlaid
+   * /etc/passwd and /etc/group; they may write the doubles' log. Default: none (root only).
+   */
+  loginUsers?: string[];
+  /** Size in MiB of a tmpfs mounted over /var/lib/rancher inside the host: a nearly full disk. Default: none. */
+  rancherDiskMiB?: number;
 }
 
 export interface SshHost {
@@ -242,6 +259,35 @@ export async function startSshHost(opts: SshHostOptions): Promise<SshHost> {
   }
   if (opts.preloadAirgap === true) makeAirgapBundle(path.join(rootDirs["/var/lib/forge-edge"], "airgap"));
 
+  // Optional private /etc layer: extra files and login users, visible only inside the host.
+  const etcUpper = path.join(dir, "etc-upper");
+  const etcWork = path.join(dir, "etc-work");
+  const loginUsers = opts.loginUsers ?? [];
+  const etcOverlay = loginUsers.length > 0 || Object.keys(opts.etcFiles ?? {}).length > 0;
+  if (etcOverlay) {
+    for (const d of [etcUpper, etcWork]) {
+      fs.rmSync(d, { recursive: true, force: true });
+      fs.mkdirSync(d, { recursive: true });
+    }
+    for (const [f, content] of Object.entries(opts.etcFiles ?? {})) {
+      fs.mkdirSync(path.dirname(path.join(etcUpper, f)), { recursive: true });
+      fs.writeFileSync(path.join(etcUpper, f), content);
+    }
+    if (loginUsers.length > 0) {
+      const add = (file: string, line: (u: string, id: number) => string) =>
+        fs.writeFileSync(
+          path.join(etcUpper, file),
+          fs.readFileSync(`/etc/${file}`, "utf8") +
+            loginUsers.map((u, i) => `${line(u, 2000 + i)}\n`).join(""),
+        );
+      add("passwd", (u, id) => `${u}:x:${id}:${id}:forge-edge test user:/tmp:/bin/bash`);
+      add("group", (u, id) => `${u}:x:${id}:`);
+      fs.chmodSync(rootDirs["/var/log/forge-edge"], 0o1777);
+      fs.writeFileSync(path.join(rootDirs["/var/log/forge-edge"], "doubles.log"), "", { mode: 0o666 });
+      fs.chmodSync(path.join(rootDirs["/var/log/forge-edge"], "doubles.log"), 0o666);
+    }
+  }
+
   let kubectl = opts.kubectlPath ?? "";
   let sharedDir = opts.sharedDir ?? "";
   let apiPort = "";
@@ -258,6 +304,18 @@ export async function startSshHost(opts: SshHostOptions): Promise<SshHost> {
     fs.mkdirSync(path.join(harnessDir, "bin"));
     fs.writeFileSync(path.join(harnessDir, "bin", "kubectl"), "");
   }
+  let checker = opts.checkerPath ?? "";
+  if (opts.checkerPath === undefined) {
+    try {
+      checker = checkerPath();
+    } catch (e) {
+      if (!(e instanceof CheckerMissingError)) throw e;
+    }
+  }
+  if (checker !== "") {
+    fs.mkdirSync(path.join(harnessDir, "bin"), { recursive: true });
+    fs.writeFileSync(path.join(harnessDir, "bin", "forge-edge-checker"), "");
+  }
   fs.mkdirSync(path.join(sharedDir, "k3s-tokens"), { recursive: true });
 
   const env: Record<string, string> = {
@@ -265,6 +323,7 @@ export async function startSshHost(opts: SshHostOptions): Promise<SshHost> {
     FORGE_HOST_IP: opts.ip,
     FORGE_API_PORT: apiPort,
     FORGE_KUBECTL: kubectl !== "" ? `${HARNESS_MOUNT}/bin/kubectl` : "",
+    FORGE_CHECKER: checker !== "" ? `${HARNESS_MOUNT}/bin/forge-edge-checker` : "",
     FORGE_KUBECONFIG: opts.controlPlane ? `${HARNESS_MOUNT}/kubeconfig` : "",
     FORGE_SHARED: SHARED_MOUNT,
     FORGE_NODE_CPU: opts.node?.cpu ?? "16",
@@ -318,6 +377,11 @@ export async function startSshHost(opts: SshHostOptions): Promise<SshHost> {
   const hostKeyLine = `${pub[0]} ${pub[1]}`;
   const authorizedKeys = path.join(sshdDir, "authorized_keys");
   fs.writeFileSync(authorizedKeys, `${opts.authorizedKey.trim()}\n`, { mode: 0o600 });
+  if (loginUsers.length > 0) {
+    // sshd reads a user's authorized keys as that user: let the extra users read the (public) key.
+    fs.chmodSync(sshdDir, 0o711);
+    fs.chmodSync(authorizedKeys, 0o644);
+  }
   const sshdConfig = path.join(sshdDir, "sshd_config");
   fs.writeFileSync(
     sshdConfig,
@@ -360,12 +424,19 @@ export async function startSshHost(opts: SshHostOptions): Promise<SshHost> {
     "# Runs inside `unshare --mount --uts --propagation private`: private mounts, then sshd.",
     "set -euo pipefail",
     `hostname ${shq(opts.name)}`,
+    ...(etcOverlay
+      ? [`mount -t overlay overlay -o lowerdir=/etc,upperdir=${shq(etcUpper)},workdir=${shq(etcWork)} /etc`]
+      : []),
     `mount --bind ${shq(harnessDir)} ${HARNESS_MOUNT}`,
     `mount -o remount,bind,ro ${HARNESS_MOUNT}`,
     `mount --bind ${shq(sharedDir)} ${SHARED_MOUNT}`,
     ...(kubectl !== "" ? [`mount --bind ${shq(kubectl)} ${HARNESS_MOUNT}/bin/kubectl`] : []),
+    ...(checker !== "" ? [`mount --bind ${shq(checker)} ${HARNESS_MOUNT}/bin/forge-edge-checker`] : []),
     // Last: the sources above may live under one of these (e.g. /root/.cache).
     ...PRIVATE_DIRS.map(([mnt]) => `mount --bind ${shq(rootDirs[mnt])} ${shq(mnt)}`),
+    ...(opts.rancherDiskMiB !== undefined
+      ? [`mount -t tmpfs -o size=${Math.floor(opts.rancherDiskMiB)}m tmpfs /var/lib/rancher`]
+      : []),
     `exec /usr/sbin/sshd -D -e -f ${inHost(sshdConfig)}`,
     "",
   ];

@@ -126,3 +126,40 @@ export function loadToolchain(need: readonly BinaryName[] = BINARY_NAMES): Toolc
     manifestPath: file,
   };
 }
+
+/** The checker's name in toolchain.json's `bin` (built by the `checker` group; not in BINARY_NAMES). */
+export const CHECKER_BINARY = "forge-edge-checker";
+
+export class CheckerMissingError extends Error {}
+
+/**
+ * Path of forge-edge-checker (harness/toolchain/checker): K3s's containerd template rendering, containerd's
+ * config loader and the NVIDIA device plugin's config parser, built into the toolchain. Throws
+ * CheckerMissingError naming the command to run when toolchain.json lacks it or it is not executable.
+ */
+export function checkerPath(): string {
+  const file = toolchainManifestPath();
+  const build = "Run `bash harness/build-toolchain.sh --only checker` (or `npm run build:toolchain`) first";
+  let raw: unknown;
+  try {
+    raw = JSON.parse(fs.readFileSync(file, "utf8"));
+  } catch (e) {
+    throw new CheckerMissingError(
+      `${CHECKER_BINARY} is not built: cannot read ${file} (${(e as Error).message}). ${build}.`,
+    );
+  }
+  const p = isRecord(raw) && isRecord(raw.bin) ? raw.bin[CHECKER_BINARY] : undefined;
+  if (typeof p !== "string" || p === "") {
+    throw new CheckerMissingError(
+      `${CHECKER_BINARY} is not built: ${file} has no bin["${CHECKER_BINARY}"]. ${build}.`,
+    );
+  }
+  try {
+    fs.accessSync(p, fs.constants.X_OK);
+  } catch {
+    throw new CheckerMissingError(
+      `${CHECKER_BINARY} is not built: ${p} (from ${file}) is not executable. ${build}.`,
+    );
+  }
+  return p;
+}
