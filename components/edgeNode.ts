@@ -2,10 +2,12 @@ import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import * as path from "node:path";
 
-import { SkuProfile } from "../config/skus";
-import { AirgapConfig, NodeConfig } from "../config/stack";
+import { kubeletMemoryArgs, SkuProfile } from "../config/skus";
+import { AirgapConfig, NodeConfig, RegistriesConfig } from "../config/stack";
 import { remoteCommand, ScriptParams } from "../scripts/render";
+import { sshProbeCommand } from "./sshProbe";
 
+/** Air-gap staging directory: owned by the SSH user (CopyToRemote writes over SFTP as that user). */
 export const AIRGAP_DIR = "/var/lib/forge-edge/airgap";
 /** Bounded SSH dialing: an unreachable node fails in about a minute instead of hanging the update. */
 export const DIAL = { dialErrorLimit: 4, perDialTimeout: 15 } as const;
@@ -24,6 +26,8 @@ export interface EdgeNodeArgs {
   /** First server of an HA cluster: starts embedded etcd. */
   clusterInit: boolean;
   airgap?: AirgapConfig;
+  /** Private registries: written to the node's registries.yaml from stdin (secret). */
+  registries?: RegistriesConfig;
   /** Steps of earlier rollout waves: nothing of this node starts before they succeed. */
   after?: pulumi.Resource[];
 }
@@ -43,24 +47,66 @@ export class EdgeNode extends pulumi.ComponentResource {
     const { node, sku } = args;
     const connection = nodeConnection(node, args.sshPrivateKey);
     const timeouts = { create: "20m", update: "20m", delete: "10m" };
-    const after = args.after ?? [];
+    const runtimeCreate = remoteCommand("nvidia-runtime", runtimeParams(args), node.user);
+    const k3sCreate = remoteCommand("k3s-install", k3sParams(args), node.user);
 
+    // The provider bounds only the TCP connect of its dial: a host that accepts TCP but never speaks SSH would hang
+    // a step forever. The probe proves, within SSH_PROBE_SECONDS, that the node speaks SSH, and runs again whenever
+    // a step's command changes, i.e. right before every `up` that will run something on the node.
+    const probe = new command.local.Command(
+      `${name}-ssh-probe`,
+      { create: sshProbeCommand(node), triggers: [runtimeCreate, k3sCreate], addPreviousOutputInEnv: false },
+      { parent: this, dependsOn: args.after ?? [] },
+    );
+    const after = [...(args.after ?? []), probe];
+
+    // Air gap: a staging directory the SSH user owns, the copies into it (SFTP, as that user), and the K3s step
+    // installs from it as root. The staging step's delete removes what was staged.
+    const stage = args.airgap
+      ? new command.remote.Command(
+          `${name}-airgap-stage`,
+          {
+            connection,
+            create: remoteCommand("airgap-stage", { OWNER: node.user }, node.user),
+            delete: remoteCommand("airgap-unstage", {}, node.user),
+            addPreviousOutputInEnv: false,
+          },
+          { parent: this, customTimeouts: timeouts, deleteBeforeReplace: true, dependsOn: after },
+        )
+      : undefined;
     const copies = args.airgap
       ? airgapFiles(args.airgap, sku).map(
           (f) =>
             new command.remote.CopyToRemote(
               `${name}-airgap-${f.id}`,
               { connection, source: new pulumi.asset.FileAsset(f.source), remotePath: f.remotePath },
-              { parent: this, customTimeouts: timeouts, dependsOn: after },
+              { parent: this, customTimeouts: timeouts, dependsOn: [...after, stage!] },
             ),
         )
+      : [];
+
+    // Private registries: K3s reads registries.yaml at start, so this precedes the K3s step.
+    const registries = args.registries
+      ? [
+          new command.remote.Command(
+            `${name}-registries`,
+            {
+              connection,
+              create: remoteCommand("registries", {}, node.user),
+              delete: remoteCommand("registries-remove", {}, node.user),
+              stdin: pulumi.secret(registriesYaml(args.registries)),
+              addPreviousOutputInEnv: false,
+            },
+            { parent: this, customTimeouts: timeouts, deleteBeforeReplace: true, dependsOn: after },
+          ),
+        ]
       : [];
 
     this.runtime = new command.remote.Command(
       `${name}-nvidia-runtime`,
       {
         connection,
-        create: remoteCommand("nvidia-runtime", runtimeParams(args), node.user),
+        create: runtimeCreate,
         delete: remoteCommand("nvidia-runtime-revert", {}, node.user),
         addPreviousOutputInEnv: false,
       },
@@ -71,7 +117,7 @@ export class EdgeNode extends pulumi.ComponentResource {
       `${name}-k3s`,
       {
         connection,
-        create: remoteCommand("k3s-install", k3sParams(args), node.user),
+        create: k3sCreate,
         delete: remoteCommand("k3s-uninstall", { ROLE: node.role }, node.user),
         // Secret whatever the caller passed: the token must never be stored or shown in plaintext.
         stdin: pulumi.secret(args.token),
@@ -79,7 +125,7 @@ export class EdgeNode extends pulumi.ComponentResource {
       },
       {
         parent: this,
-        dependsOn: [this.runtime, ...copies],
+        dependsOn: [this.runtime, ...copies, ...registries],
         customTimeouts: timeouts,
         deleteBeforeReplace: true,
       },
@@ -107,7 +153,9 @@ export function nodeConnection(
   );
 }
 
-export function runtimeParams(args: Pick<EdgeNodeArgs, "node" | "sku" | "toolkitVersion">): ScriptParams {
+export function runtimeParams(
+  args: Pick<EdgeNodeArgs, "node" | "sku" | "toolkitVersion" | "k3sVersion">,
+): ScriptParams {
   const { sku } = args;
   return {
     SKU: sku.name,
@@ -118,6 +166,8 @@ export function runtimeParams(args: Pick<EdgeNodeArgs, "node" | "sku" | "toolkit
     DRIVER_MAX_BRANCH: sku.driver.maxBranch,
     TOOLKIT_VERSION: args.toolkitVersion,
     TOOLKIT_SOURCE: sku.toolkitSource,
+    // Picks K3s's containerd template file and schema (config-v3.toml.tmpl on K3s with containerd 2).
+    K3S_VERSION: args.k3sVersion,
   };
 }
 
@@ -143,9 +193,17 @@ export function k3sParams(
     SERVER_URL: args.serverUrl,
     CLUSTER_INIT: args.clusterInit,
     NODE_LABELS: nodeLabels(node, args.sku).join(","),
+    // The host's share of memory, out of the pods' reach (Thor: the same RAM as the GPU's).
+    KUBELET_ARGS: kubeletMemoryArgs(args.sku).join("\n"),
     // Traffic enters through the inference NodePort; the bundled ingress would only hold memory and ports.
     DISABLE: "traefik",
     AIRGAP: args.airgap !== undefined,
+    AIRGAP_IMAGES: args.airgap
+      ? airgapFiles(args.airgap, args.sku)
+          .filter((f) => f.image)
+          .map((f) => path.posix.basename(f.remotePath))
+          .join(" ")
+      : "",
     INSTALL_URL: "https://get.k3s.io",
   };
 }
@@ -154,18 +212,38 @@ export interface AirgapFile {
   id: string;
   source: string;
   remotePath: string;
+  /** An image tarball, for K3s's images directory. */
+  image: boolean;
 }
 
-/** Where each air-gap artifact lands; the images tarball keeps its compression suffix, which K3s reads. */
+/**
+ * Where each air-gap artifact is staged: the binary and installer, K3s's own images tarball (keeping its
+ * compression suffix, which K3s reads) and the tarball of every image the stack runs, under `images/`.
+ */
 export function airgapFiles(airgap: AirgapConfig, sku: SkuProfile): AirgapFile[] {
   const ext = /\.tar(\.gz|\.zst)?$/.exec(path.basename(airgap.imagesTarball))?.[0] ?? ".tar";
   return [
-    { id: "k3s", source: airgap.k3sBinary, remotePath: `${AIRGAP_DIR}/k3s` },
-    { id: "installer", source: airgap.installScript, remotePath: `${AIRGAP_DIR}/install.sh` },
+    { id: "k3s", source: airgap.k3sBinary, remotePath: `${AIRGAP_DIR}/k3s`, image: false },
+    { id: "installer", source: airgap.installScript, remotePath: `${AIRGAP_DIR}/install.sh`, image: false },
     {
       id: "images",
       source: airgap.imagesTarball,
-      remotePath: `${AIRGAP_DIR}/k3s-airgap-images-${sku.arch}${ext}`,
+      remotePath: `${AIRGAP_DIR}/images/k3s-airgap-images-${sku.arch}${ext}`,
+      image: true,
     },
+    ...(airgap.stackImageTarballs ?? []).map((source) => ({
+      id: `image-${path.basename(source).replace(/\.tar(\.gz|\.zst)?$/, "")}`,
+      source,
+      remotePath: `${AIRGAP_DIR}/images/${path.basename(source)}`,
+      image: true,
+    })),
   ];
+}
+
+/**
+ * K3s's registries.yaml body (JSON, which YAML reads as is). Holds credentials: callers keep it a Pulumi secret and
+ * send it on stdin only.
+ */
+export function registriesYaml(registries: RegistriesConfig): string {
+  return `${JSON.stringify({ mirrors: registries.mirrors, configs: registries.configs }, null, 2)}\n`;
 }

@@ -13,7 +13,12 @@ export type ScriptName =
   | "k3s-install"
   | "k3s-uninstall"
   | "read-kubeconfig"
-  | "drain-node";
+  | "drain-node"
+  | "airgap-stage"
+  | "airgap-unstage"
+  | "registries"
+  | "registries-remove"
+  | "preflight";
 
 export type ScriptParams = Readonly<Record<string, string | number | boolean>>;
 

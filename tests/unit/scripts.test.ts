@@ -9,12 +9,19 @@ import { run } from "../../program";
 import { declaredParams, remoteCommand, renderScript, ScriptName, shellQuote } from "../../scripts/render";
 import { k3sParams, runtimeParams } from "../../components/edgeNode";
 import { SKUS } from "../../config/skus";
-import { NodeConfig } from "../../config/stack";
-import { evaluateStack, ROOT, stackFileConfig } from "./support";
+import { NodeConfig, parseStackConfig } from "../../config/stack";
+import { evaluateStack, ROOT, stackFileConfig, stackSource } from "./support";
+import { preflightParams } from "../../tools/preflight";
+import { HOST_KEY } from "../badConfigs";
 
 const node: NodeConfig = { name: "n1", host: "192.0.2.10", port: 22, user: "root", role: "server", gpus: 1 };
 const SCRIPTS: Record<ScriptName, Record<string, string | number | boolean>> = {
-  "nvidia-runtime": runtimeParams({ node, sku: SKUS.p40, toolkitVersion: "1.20.0" }),
+  "nvidia-runtime": runtimeParams({
+    node,
+    sku: SKUS.p40,
+    toolkitVersion: "1.20.0",
+    k3sVersion: "v1.36.4+k3s1",
+  }),
   "nvidia-runtime-revert": {},
   "k3s-install": k3sParams({
     node,
@@ -26,6 +33,11 @@ const SCRIPTS: Record<ScriptName, Record<string, string | number | boolean>> = {
   "k3s-uninstall": { ROLE: "server" },
   "read-kubeconfig": {},
   "drain-node": { NODE_NAME: "n2", DRAIN_TIMEOUT: 300 },
+  preflight: preflightParams(parseStackConfig("p40", stackSource("p40")), { ...node, hostKey: HOST_KEY }),
+  "airgap-stage": { OWNER: "ubuntu" },
+  "airgap-unstage": {},
+  registries: {},
+  "registries-remove": {},
 };
 
 describe("node scripts", () => {
@@ -85,11 +97,11 @@ describe("what a change re-runs", () => {
     return Object.fromEntries(ev.ofType("command:remote:Command").map((r) => [r.name, r.inputs]));
   };
 
-  it("a K3s version bump changes only the K3s step and re-reads the kubeconfig", async () => {
+  it("a K3s version bump changes the K3s step (and the runtime step, which picks K3s's containerd template) and re-reads the kubeconfig", async () => {
     const before = await commands({});
     const after = await commands({ k3sVersion: "v1.36.5+k3s1" });
     assert.deepEqual(Object.keys(after).sort(), Object.keys(before).sort());
-    assert.equal(after["p40-01-nvidia-runtime"].create, before["p40-01-nvidia-runtime"].create);
+    assert.match(String(after["p40-01-nvidia-runtime"].create), /K3S_VERSION='v1\.36\.5\+k3s1'/);
     assert.notEqual(after["p40-01-k3s"].create, before["p40-01-k3s"].create);
     assert.match(String(after["p40-01-k3s"].create), /K3S_VERSION='v1\.36\.5\+k3s1'/);
     assert.notDeepEqual(after["edge-kubeconfig"].triggers, before["edge-kubeconfig"].triggers);
