@@ -35,6 +35,7 @@ export function forgeEdge(config: StackConfig, sshPrivateKey: pulumi.Input<strin
     timeSlicingReplicas: config.timeSlicingReplicas,
     rollout: config.rollout,
     airgap: config.airgap,
+    registries: config.registries,
   });
   const k8sOpts = { providers: { kubernetes: cluster.provider }, dependsOn: cluster.ready };
 
@@ -44,6 +45,7 @@ export function forgeEdge(config: StackConfig, sshPrivateKey: pulumi.Input<strin
     {
       sku: config.sku,
       timeSlicingReplicas: config.timeSlicingReplicas,
+      gpuNodes: config.nodes.length,
       devicePluginVersion: config.devicePluginVersion,
       dcgmExporter: config.dcgmExporter,
       dcgmExporterImage: config.dcgmExporterImage,
@@ -56,6 +58,8 @@ export function forgeEdge(config: StackConfig, sshPrivateKey: pulumi.Input<strin
       sku: config.sku,
       inference: config.inference,
       storage: config.storage,
+      gpuNodes: config.nodes.length,
+      entryNode: config.nodes[0].name,
       nodePort: config.nodePort,
       allowedCidrs: config.allowedCidrs,
     },

@@ -10,10 +10,40 @@ export const RUNTIME_CLASS = "nvidia";
 const DEVICE_PLUGIN_LABELS = { "app.kubernetes.io/name": "nvidia-device-plugin" };
 const DCGM_LABELS = { "app.kubernetes.io/name": "dcgm-exporter" };
 const CONFIG_HASH_ANNOTATION = "forge-edge.io/config-sha256";
+/** pulumi-kubernetes reads its await timeout from this annotation on create, update and delete. */
+const TIMEOUT_ANNOTATION = "pulumi.com/timeoutSeconds";
+/** A DaemonSet pod's share of a rollout: the old pod's default grace period plus a first image pull. */
+export const DAEMONSET_POD_ROLLOUT_SECONDS = 30 + 600;
+
+/**
+ * How long Pulumi waits for a GPU DaemonSet: the default rolling update replaces one node's pod at a time, and
+ * every GPU node may have to pull the image first. Never below the provider's own 10 minutes.
+ */
+export function daemonSetAwaitSeconds(gpuNodes: number): number {
+  return Math.max(600, Math.max(1, gpuNodes) * DAEMONSET_POD_ROLLOUT_SECONDS);
+}
+
+/**
+ * Options for the `nvidia` RuntimeClass, which K3s ships itself (manifests/runtimes.yaml). It is declared as a
+ * RuntimeClassPatch: Patch resources are server-side applied on create by every pulumi-kubernetes version
+ * (4.29+ refuse to create an existing plain resource unless the provider sets `upsertExistingObjects`), and
+ * `retainOnDelete` keeps `pulumi destroy` from touching K3s's object (a Patch's delete would relinquish our
+ * fields, which fails when no other manager holds `handler`). The alias adopts state from the earlier plain
+ * RuntimeClass instead of deleting the object.
+ */
+export function runtimeClassOptions(parent: pulumi.Resource): pulumi.CustomResourceOptions {
+  return {
+    parent,
+    retainOnDelete: true,
+    aliases: [{ type: "kubernetes:node.k8s.io/v1:RuntimeClass" }],
+  };
+}
 
 export interface GpuSharingArgs {
   sku: SkuProfile;
   timeSlicingReplicas: number;
+  /** GPU nodes the DaemonSets roll over, one at a time. */
+  gpuNodes: number;
   devicePluginVersion: string;
   dcgmExporter: boolean;
   dcgmExporterImage: string;
@@ -24,7 +54,7 @@ export interface GpuSharingArgs {
  * config, and DCGM metrics where the SKU has DCGM.
  */
 export class GpuSharing extends pulumi.ComponentResource {
-  public readonly runtimeClass: k8s.node.v1.RuntimeClass;
+  public readonly runtimeClass: k8s.node.v1.RuntimeClassPatch;
   public readonly config: k8s.core.v1.ConfigMap;
   public readonly devicePlugin: k8s.apps.v1.DaemonSet;
   public readonly dcgmExporter?: k8s.apps.v1.DaemonSet;
@@ -32,11 +62,11 @@ export class GpuSharing extends pulumi.ComponentResource {
   constructor(name: string, args: GpuSharingArgs, opts?: pulumi.ComponentResourceOptions) {
     super("forge:gpu:GpuSharing", name, {}, opts);
 
-    // K3s ships this object too; server-side apply adopts it instead of failing on AlreadyExists.
-    this.runtimeClass = new k8s.node.v1.RuntimeClass(
+    // K3s ships this object: adopt it on every provider version, never delete it (see runtimeClassOptions).
+    this.runtimeClass = new k8s.node.v1.RuntimeClassPatch(
       `${name}-runtime-class`,
       { metadata: { name: RUNTIME_CLASS }, handler: RUNTIME_CLASS },
-      { parent: this },
+      runtimeClassOptions(this),
     );
     const ns = new k8s.core.v1.Namespace(
       `${name}-namespace`,
@@ -76,7 +106,7 @@ export class GpuSharing extends pulumi.ComponentResource {
       );
       this.dcgmExporter = new k8s.apps.v1.DaemonSet(
         `${name}-dcgm-exporter`,
-        dcgmExporterSpec(args.dcgmExporterImage, sha256(dcgmCounters(args.sku))),
+        dcgmExporterSpec(args.dcgmExporterImage, sha256(dcgmCounters(args.sku)), args.gpuNodes),
         { ...inNs, dependsOn: [ns, this.runtimeClass, counters] },
       );
     }
@@ -123,6 +153,7 @@ export function devicePluginSpec(
       name: "nvidia-device-plugin-daemonset",
       namespace: DEVICE_PLUGIN_NAMESPACE,
       labels: DEVICE_PLUGIN_LABELS,
+      annotations: { [TIMEOUT_ANNOTATION]: String(daemonSetAwaitSeconds(args.gpuNodes)) },
     },
     spec: {
       selector: { matchLabels: DEVICE_PLUGIN_LABELS },
@@ -206,9 +237,18 @@ export function dcgmCounters(sku: SkuProfile): string {
   return `# ${sku.displayName}: ${sku.metrics.note}\n` + fields.map((f) => f.join(", ")).join("\n") + "\n";
 }
 
-export function dcgmExporterSpec(image: string, countersHash: string): k8s.types.input.apps.v1.DaemonSet {
+export function dcgmExporterSpec(
+  image: string,
+  countersHash: string,
+  gpuNodes: number,
+): k8s.types.input.apps.v1.DaemonSet {
   return {
-    metadata: { name: "dcgm-exporter", namespace: DEVICE_PLUGIN_NAMESPACE, labels: DCGM_LABELS },
+    metadata: {
+      name: "dcgm-exporter",
+      namespace: DEVICE_PLUGIN_NAMESPACE,
+      labels: DCGM_LABELS,
+      annotations: { [TIMEOUT_ANNOTATION]: String(daemonSetAwaitSeconds(gpuNodes)) },
+    },
     spec: {
       selector: { matchLabels: DCGM_LABELS },
       template: {

@@ -10,7 +10,20 @@ import { NAMESPACE } from "./platform";
 export const APP = "inference-server";
 const LABELS = { app: APP };
 const CONFIG_MAP = "inference-config";
-const MODELS_PVC = "forge-models";
+/** pulumi-kubernetes reads its await timeout from this annotation on create, update and delete. */
+export const TIMEOUT_ANNOTATION = "pulumi.com/timeoutSeconds";
+/** What a rollout may spend on one replica besides the model load. */
+export const ROLLOUT = {
+  terminationGraceSeconds: 60,
+  /** A first pull of a multi-GB inference image over an edge uplink (~10 GB at 100 Mbit/s). */
+  imagePullSeconds: 900,
+} as const;
+/**
+ * The HPA owns the replica count once it exists: after it scales (field manager `horizontal-pod-autoscaler`,
+ * subresource `scale`), applying our `replicas` would be a server-side apply conflict. With the field ignored,
+ * pulumi-kubernetes 4.25 drops it from the apply when another manager owns it, and the diff ignores it.
+ */
+export const DEPLOYMENT_IGNORE_CHANGES = ["spec.replicas"];
 /** Probe periods are the seed's; only the startup budget stretches with the model's load time. */
 export const PROBES = {
   startupPeriodSeconds: 10,
@@ -25,13 +38,18 @@ export interface InferenceStackArgs {
   sku: SkuProfile;
   inference: InferenceConfig;
   storage: { size: string; storageClass: string };
+  /** GPU nodes the replicas can spread over: each may pull the image once during a rollout. */
+  gpuNodes: number;
+  /** The node behind the stack's `endpoint` output: replicas prefer it, so that address serves. */
+  entryNode: string;
   nodePort: number;
   allowedCidrs: readonly string[];
 }
 
 /**
- * The Forge Cognition inference server and everything that keeps it serving: its config, model storage, the
- * NodePort, the disruption budget, the autoscaler and the network policy.
+ * The Forge Cognition inference server and everything that keeps it serving: its config, the NodePort, the
+ * disruption budget, the autoscaler and the network policy. Model storage is per replica (a generic ephemeral
+ * volume on the replica's node), so any GPU node can run any replica.
  */
 export class InferenceStack extends pulumi.ComponentResource {
   public readonly deployment: k8s.apps.v1.Deployment;
@@ -47,20 +65,16 @@ export class InferenceStack extends pulumi.ComponentResource {
       { metadata: { name: CONFIG_MAP, namespace: NAMESPACE, labels: LABELS }, data },
       child,
     );
-    const pvc = new k8s.core.v1.PersistentVolumeClaim(`${name}-models`, modelsPvcSpec(args.storage), child);
     this.deployment = new k8s.apps.v1.Deployment(
       `${name}-deployment`,
-      deploymentSpec(args.inference, sha256(JSON.stringify(data))),
-      {
-        parent: this,
-        dependsOn: [config, pvc],
-      },
+      deploymentSpec(args.inference, sha256(JSON.stringify(data)), args.storage, args),
+      { parent: this, dependsOn: [config], ignoreChanges: DEPLOYMENT_IGNORE_CHANGES },
     );
     this.service = new k8s.core.v1.Service(`${name}-service`, serviceSpec(args.inference, args.nodePort), {
       parent: this,
       dependsOn: [this.deployment],
     });
-    new k8s.policy.v1.PodDisruptionBudget(`${name}-pdb`, pdbSpec(args.inference.replicas), child);
+    new k8s.policy.v1.PodDisruptionBudget(`${name}-pdb`, pdbSpec(), child);
     new k8s.autoscaling.v2.HorizontalPodAutoscaler(`${name}-hpa`, hpaSpec(args.sku, args.inference), {
       parent: this,
       dependsOn: [this.deployment],
@@ -83,16 +97,27 @@ export function configData(inf: InferenceConfig): Record<string, string> {
   };
 }
 
-export function modelsPvcSpec(storage: {
+/**
+ * Each replica's own model volume, created with the pod on whatever node it is scheduled to and deleted with it. A
+ * shared ReadWriteOnce claim would pin every replica to the node holding it (a drain then strands them); hostPath
+ * is refused by the namespace's restricted Pod Security level. The cost: a replacement pod fetches its model again.
+ */
+export function modelsVolume(storage: {
   size: string;
   storageClass: string;
-}): k8s.types.input.core.v1.PersistentVolumeClaim {
+}): k8s.types.input.core.v1.Volume {
   return {
-    metadata: { name: MODELS_PVC, namespace: NAMESPACE, labels: LABELS },
-    spec: {
-      accessModes: ["ReadWriteOnce"],
-      storageClassName: storage.storageClass,
-      resources: { requests: { storage: storage.size } },
+    name: "models",
+    ephemeral: {
+      volumeClaimTemplate: {
+        metadata: { labels: LABELS },
+        spec: {
+          accessModes: ["ReadWriteOnce"],
+          // local-path binds on first consumer, so the volume is made on the node the scheduler picked.
+          storageClassName: storage.storageClass,
+          resources: { requests: { storage: storage.size } },
+        },
+      },
     },
   };
 }
@@ -105,16 +130,61 @@ export function startupFailureThreshold(modelLoadSeconds: number): number {
   );
 }
 
-export function deploymentSpec(inf: InferenceConfig, configHash: string): k8s.types.input.apps.v1.Deployment {
+/** Seconds the startup probe allows before the kubelet restarts a loading container. */
+export function startupBudgetSeconds(modelLoadSeconds: number): number {
+  return startupFailureThreshold(modelLoadSeconds) * PROBES.startupPeriodSeconds;
+}
+
+/**
+ * Seconds a healthy rollout may spend replacing one replica: the old pod's grace period, the image pull, the whole
+ * startup budget, then one readiness period. Also the Deployment's progress deadline: each replica that becomes
+ * available is progress, so no healthy replacement may take longer.
+ */
+export function replicaRolloutSeconds(inf: Pick<InferenceConfig, "modelLoadSeconds">): number {
+  return (
+    ROLLOUT.terminationGraceSeconds +
+    ROLLOUT.imagePullSeconds +
+    startupBudgetSeconds(inf.modelLoadSeconds) +
+    PROBES.readinessPeriodSeconds
+  );
+}
+
+/**
+ * How long Pulumi waits for the Deployment: a rollout replaces replicas one at a time (`maxSurge: 0`,
+ * `maxUnavailable: 1`), and the HPA may have scaled up to `maxReplicas`, so every one of them may be replaced
+ * in turn. The image pull is paid once per node the replicas spread over, not per replica.
+ */
+export function deploymentAwaitSeconds(
+  inf: Pick<InferenceConfig, "modelLoadSeconds" | "maxReplicas">,
+  gpuNodes: number,
+): number {
+  const perReplica = replicaRolloutSeconds(inf) - ROLLOUT.imagePullSeconds;
+  const pulls = Math.max(1, Math.min(inf.maxReplicas, gpuNodes));
+  return inf.maxReplicas * perReplica + pulls * ROLLOUT.imagePullSeconds;
+}
+
+export function deploymentSpec(
+  inf: InferenceConfig,
+  configHash: string,
+  storage: { size: string; storageClass: string },
+  site: { gpuNodes: number; entryNode: string },
+): k8s.types.input.apps.v1.Deployment {
   const http = { path: "/health", port: "http" };
   return {
-    metadata: { name: APP, namespace: NAMESPACE, labels: LABELS },
+    metadata: {
+      name: APP,
+      namespace: NAMESPACE,
+      labels: LABELS,
+      // A healthy rollout of a slow-loading model outlives the provider's 10-minute default wait.
+      annotations: { [TIMEOUT_ANNOTATION]: String(deploymentAwaitSeconds(inf, site.gpuNodes)) },
+    },
     spec: {
+      // Only the initial count: the HPA owns it afterwards (see DEPLOYMENT_IGNORE_CHANGES).
       replicas: inf.replicas,
       selector: { matchLabels: LABELS },
       // Every slice may be taken: surging a new pod would wait for a slice forever. Replace one at a time.
       strategy: { type: "RollingUpdate", rollingUpdate: { maxSurge: 0, maxUnavailable: 1 } },
-      progressDeadlineSeconds: Math.max(600, inf.modelLoadSeconds * 2),
+      progressDeadlineSeconds: replicaRolloutSeconds(inf),
       template: {
         metadata: {
           labels: LABELS,
@@ -125,7 +195,7 @@ export function deploymentSpec(inf: InferenceConfig, configHash: string): k8s.ty
           priorityClassName: "forge-llm-critical",
           runtimeClassName: RUNTIME_CLASS,
           automountServiceAccountToken: false,
-          terminationGracePeriodSeconds: 60,
+          terminationGracePeriodSeconds: ROLLOUT.terminationGraceSeconds,
           securityContext: {
             runAsNonRoot: true,
             runAsUser: 1000,
@@ -135,6 +205,31 @@ export function deploymentSpec(inf: InferenceConfig, configHash: string): k8s.ty
           },
           tolerations: [{ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" }],
           nodeSelector: { "nvidia.com/gpu.present": "true" },
+          // Spread replicas over the GPU nodes: a drain then takes down one replica, and more nodes serve the
+          // NodePort locally (externalTrafficPolicy: Local); the entry node first, so the `endpoint` output
+          // serves. Both soft: a full node never leaves a replica Pending.
+          affinity: {
+            nodeAffinity: {
+              preferredDuringSchedulingIgnoredDuringExecution: [
+                {
+                  weight: 100,
+                  preference: {
+                    matchExpressions: [
+                      { key: "kubernetes.io/hostname", operator: "In", values: [site.entryNode] },
+                    ],
+                  },
+                },
+              ],
+            },
+          },
+          topologySpreadConstraints: [
+            {
+              maxSkew: 1,
+              topologyKey: "kubernetes.io/hostname",
+              whenUnsatisfiable: "ScheduleAnyway",
+              labelSelector: { matchLabels: LABELS },
+            },
+          ],
           containers: [
             {
               name: APP,
@@ -181,7 +276,7 @@ export function deploymentSpec(inf: InferenceConfig, configHash: string): k8s.ty
             },
           ],
           volumes: [
-            { name: "models", persistentVolumeClaim: { claimName: MODELS_PVC } },
+            modelsVolume(storage),
             // Inference servers pass tensors between processes through /dev/shm; the default 64 MiB is too small.
             { name: "dshm", emptyDir: { medium: "Memory", sizeLimit: inf.shmSize } },
             { name: "tmp", emptyDir: {} },
@@ -198,18 +293,30 @@ export function serviceSpec(inf: InferenceConfig, nodePort: number): k8s.types.i
     spec: {
       type: "NodePort",
       selector: LABELS,
-      // Keep the client's source address so the NetworkPolicy's CIDR allow-list means what it says.
+      // Keep the client's source address so the NetworkPolicy's CIDR allow-list means what it says. With
+      // Cluster, kube-proxy masquerades NodePort traffic: every pod would see a node address, and the allow-list
+      // would have to admit the nodes, i.e. every client. The price: a node serves the NodePort only while it runs
+      // a ready replica: replicas prefer the entry node and spread over the rest (README, "Multi-node sites").
       externalTrafficPolicy: "Local",
       ports: [{ name: "http", port: inf.port, targetPort: "http", nodePort }],
     },
   };
 }
 
-/** One replica may always be disrupted voluntarily only if another keeps serving. */
-export function pdbSpec(replicas: number): k8s.types.input.policy.v1.PodDisruptionBudget {
+/**
+ * Voluntary disruptions (drains) take one replica at a time, however many the HPA runs. With one replica that
+ * means a drain evicts it (an outage until it is rescheduled and has loaded its model) rather than waiting
+ * forever. Pods that are not ready (crash-looping, stuck loading) serve nothing: evicting them is always allowed,
+ * so they never hold a drain.
+ */
+export function pdbSpec(): k8s.types.input.policy.v1.PodDisruptionBudget {
   return {
     metadata: { name: APP, namespace: NAMESPACE, labels: LABELS },
-    spec: { minAvailable: replicas > 1 ? replicas - 1 : 1, selector: { matchLabels: LABELS } },
+    spec: {
+      maxUnavailable: 1,
+      unhealthyPodEvictionPolicy: "AlwaysAllow",
+      selector: { matchLabels: LABELS },
+    },
   };
 }
 

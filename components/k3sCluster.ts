@@ -4,9 +4,9 @@ import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 
 import { SkuProfile } from "../config/skus";
-import { AirgapConfig, NodeConfig, RolloutConfig } from "../config/stack";
+import { AirgapConfig, NodeConfig, RegistriesConfig, RolloutConfig } from "../config/stack";
 import { remoteCommand } from "../scripts/render";
-import { EdgeNode, nodeConnection } from "./edgeNode";
+import { EdgeNode, nodeConnection, nodeLabels } from "./edgeNode";
 
 export const K3S_API_PORT = 6443;
 
@@ -20,6 +20,7 @@ export interface K3sClusterArgs {
   timeSlicingReplicas: number;
   rollout: RolloutConfig;
   airgap?: AirgapConfig;
+  registries?: RegistriesConfig;
 }
 
 export interface NodeSummary {
@@ -39,6 +40,8 @@ export class K3sCluster extends pulumi.ComponentResource {
   public readonly provider: k8s.Provider;
   /** Every node's last step: Kubernetes resources wait for the whole cluster, not only the first server. */
   public readonly ready: pulumi.Resource[];
+  /** The GPU/SKU labels of each node, converged on every `up`. */
+  public readonly labels: k8s.core.v1.NodePatch[];
   public readonly summary: NodeSummary[];
   /** `nvidia.com/gpu` each node advertises: physical GPUs × time-slicing replicas. */
   public readonly gpuSlicesPerNode: Record<string, number>;
@@ -77,6 +80,7 @@ export class K3sCluster extends pulumi.ComponentResource {
             serverUrl: isFirst ? "" : serverUrl,
             clusterInit: isFirst && servers > 1,
             airgap: args.airgap,
+            registries: args.registries,
             after: previous,
           },
           { parent: this },
@@ -89,7 +93,6 @@ export class K3sCluster extends pulumi.ComponentResource {
     }
     this.nodes = args.nodes.map((n) => built.get(n.name)!);
     const firstNode = built.get(first.name)!;
-    this.ready = [...this.nodes.map((n) => n.k3s), ...drains];
 
     const read = new command.remote.Command(
       `${name}-kubeconfig`,
@@ -116,6 +119,18 @@ export class K3sCluster extends pulumi.ComponentResource {
       },
       { parent: this },
     );
+
+    // K3s applies `node-label` only when a node first registers: a later label change would never land. Patch
+    // the labels after each node's K3s step, on every up.
+    this.labels = args.nodes.map(
+      (n) =>
+        new k8s.core.v1.NodePatch(
+          `${name}-labels-${n.name}`,
+          nodeLabelPatch(n, args.sku),
+          nodeLabelOptions(this, this.provider, built.get(n.name)!.k3s),
+        ),
+    );
+    this.ready = [...this.nodes.map((n) => n.k3s), ...drains, ...this.labels];
 
     this.summary = args.nodes.map((n) => ({ name: n.name, host: n.host, role: n.role, gpus: n.gpus }));
     this.gpuSlicesPerNode = Object.fromEntries(
@@ -159,6 +174,34 @@ export class K3sCluster extends pulumi.ComponentResource {
       },
     );
   }
+}
+
+/**
+ * The node's labels as a server-side apply patch. K3s (the kubelet's `--node-labels`) set them at registration, so
+ * a changed value conflicts with that manager: force it, since these keys are ours.
+ */
+export function nodeLabelPatch(node: NodeConfig, sku: SkuProfile): k8s.core.v1.NodePatchArgs {
+  const labels = Object.fromEntries(
+    nodeLabels(node, sku).map((l) => {
+      const i = l.indexOf("=");
+      return [l.slice(0, i), l.slice(i + 1)];
+    }),
+  );
+  return { metadata: { name: node.name, labels, annotations: { "pulumi.com/patchForce": "true" } } };
+}
+
+/**
+ * After the node's K3s step. (A K3s agent's kubelet may register a moment after its step returns; an apply that
+ * comes first creates the Node, and the kubelet's registration adopts an existing Node of its name.) Retained on
+ * delete: a leaving node's Node object is deleted by its drain step or its uninstall, and relinquishing the labels
+ * first would only evict the device plugin from a node that is going away (or fail with the cluster gone).
+ */
+export function nodeLabelOptions(
+  parent: pulumi.Resource,
+  provider: k8s.Provider,
+  k3s: pulumi.Resource,
+): pulumi.CustomResourceOptions {
+  return { parent, provider, dependsOn: [k3s], retainOnDelete: true };
 }
 
 /**

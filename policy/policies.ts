@@ -197,7 +197,10 @@ function configMapNamed(resources: readonly ResourceInput[], name: string): Reso
   return resources.find((r) => k8sKind(r.type) === "ConfigMap" && at(r.props, ["metadata", "name"]) === name);
 }
 
-/** SKU names the stack's resources state: `SKU='…'` in the runtime command, `forge-edge.io/sku=…` node labels. */
+/**
+ * SKU names the stack's resources state: `SKU='…'` in the runtime command, `forge-edge.io/sku=…` node labels (in
+ * the K3s step's command, or a Node/NodePatch).
+ */
 export function skusDeclared(resources: readonly ResourceInput[]): SkuName[] {
   const found = new Set<string>();
   for (const r of resources) {
@@ -209,7 +212,7 @@ export function skusDeclared(resources: readonly ResourceInput[]): SkuName[] {
         if (m) found.add(m[1]);
       }
       for (const m of create.matchAll(/forge-edge\.io\/sku=([a-z0-9]+)/g)) found.add(m[1]);
-    } else if (k8sKind(r.type) === "Node") {
+    } else if (k8sKind(r.type) === "Node" || k8sKind(r.type) === "NodePatch") {
       const label = at(r.props, ["metadata", "labels", "forge-edge.io/sku"]);
       if (typeof label === "string") found.add(label);
     }

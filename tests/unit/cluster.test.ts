@@ -5,12 +5,13 @@ import { run } from "../../program";
 import { rewriteKubeconfig, rolloutWaves, serverUrlOf } from "../../components/k3sCluster";
 import { NodeConfig } from "../../config/stack";
 import { evaluateStack, MOCK_KUBECONFIG } from "./support";
+import { HOST_KEY } from "../badConfigs";
 
 const nodes = [
-  { name: "s1", host: "192.0.2.10", role: "server" },
-  { name: "s2", host: "192.0.2.11", role: "server" },
-  { name: "s3", host: "192.0.2.12", role: "server" },
-  { name: "a1", host: "192.0.2.20", role: "agent", user: "ubuntu", port: 2222 },
+  { name: "s1", host: "192.0.2.10", role: "server", hostKey: HOST_KEY },
+  { name: "s2", host: "192.0.2.11", role: "server", hostKey: HOST_KEY },
+  { name: "s3", host: "192.0.2.12", role: "server", hostKey: HOST_KEY },
+  { name: "a1", host: "192.0.2.20", role: "agent", user: "ubuntu", port: 2222, hostKey: HOST_KEY },
 ];
 
 describe("K3s cluster", () => {
@@ -70,7 +71,7 @@ describe("K3s cluster", () => {
   });
 
   it("pins the SSH host key when one is configured and bounds dialing", async () => {
-    const hostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTests";
+    const hostKey = HOST_KEY;
     const ev = await evaluateStack("p40", run, {
       nodes: [{ name: "p", host: "192.0.2.30", role: "server", hostKey }],
     });
@@ -92,9 +93,9 @@ describe("K3s cluster", () => {
       .map((r) => r.inputs.remotePath)
       .sort();
     assert.deepEqual(copies, [
+      "/var/lib/forge-edge/airgap/images/k3s-airgap-images-arm64.tar.zst",
       "/var/lib/forge-edge/airgap/install.sh",
       "/var/lib/forge-edge/airgap/k3s",
-      "/var/lib/forge-edge/airgap/k3s-airgap-images-arm64.tar.zst",
     ]);
     assert.match(String(ev.byName("thor-01-k3s").inputs.create), /AIRGAP='true'/);
   });

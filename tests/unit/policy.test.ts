@@ -68,7 +68,15 @@ const INFERENCE: InferenceConfig = {
   readOnlyRootFilesystem: true,
   settings: {},
 };
-const deployment = (): Props => clone(deploymentSpec(INFERENCE, "hash")) as Props;
+const deployment = (): Props =>
+  clone(
+    deploymentSpec(
+      INFERENCE,
+      "hash",
+      { size: "50Gi", storageClass: "local-path" },
+      { gpuNodes: 1, entryNode: "node-1" },
+    ),
+  ) as Props;
 const podSpec = (p: Props): any => (p as any).spec.template.spec;
 
 function timeSlicing(replicas: number): string {

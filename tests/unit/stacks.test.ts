@@ -25,14 +25,13 @@ const K8S = {
   quota: "kubernetes:core/v1:ResourceQuota",
   limits: "kubernetes:core/v1:LimitRange",
   cm: "kubernetes:core/v1:ConfigMap",
-  pvc: "kubernetes:core/v1:PersistentVolumeClaim",
   deploy: "kubernetes:apps/v1:Deployment",
   ds: "kubernetes:apps/v1:DaemonSet",
   svc: "kubernetes:core/v1:Service",
   pdb: "kubernetes:policy/v1:PodDisruptionBudget",
   hpa: "kubernetes:autoscaling/v2:HorizontalPodAutoscaler",
   np: "kubernetes:networking.k8s.io/v1:NetworkPolicy",
-  rc: "kubernetes:node.k8s.io/v1:RuntimeClass",
+  rc: "kubernetes:node.k8s.io/v1:RuntimeClassPatch",
   provider: "pulumi:providers:kubernetes",
 };
 const CMD = "command:remote:Command";
@@ -101,7 +100,7 @@ for (const stack of Object.keys(EXPECT) as SkuName[]) {
       assert.equal(cfg.flags.deviceDiscoveryStrategy, want.discovery);
     });
 
-    it("runs the device plugin through the nvidia RuntimeClass, scheduled without NFD", () => {
+    it("runs the device plugin through K3s's nvidia RuntimeClass, scheduled without NFD", () => {
       const rc = k8sNamed(ev, K8S.rc, "nvidia");
       assert.equal(rc.inputs.handler, "nvidia");
       const ds = k8sNamed(ev, K8S.ds, "nvidia-device-plugin-daemonset");
@@ -170,9 +169,9 @@ for (const stack of Object.keys(EXPECT) as SkuName[]) {
       assert.equal(spec(svc).type, "NodePort");
       assert.equal(spec(svc).ports[0].nodePort, 30080);
       assert.ok(k8sNamed(ev, K8S.cm, "inference-config"));
-      assert.ok(k8sNamed(ev, K8S.pvc, "forge-models"));
+      assert.equal(ev.ofType("kubernetes:core/v1:PersistentVolumeClaim").length, 0, "models are per replica");
       const pdb = k8sNamed(ev, K8S.pdb, "inference-server");
-      assert.ok(spec(pdb).minAvailable >= 1);
+      assert.equal(spec(pdb).maxUnavailable, 1);
       const hpa = k8sNamed(ev, K8S.hpa, "inference-server");
       assert.equal(spec(hpa).metrics[0].resource.name, "cpu");
       assert.ok(meta(hpa).name && (hpa.inputs.metadata as any).annotations["forge-edge.io/metric-reason"]);
@@ -199,6 +198,23 @@ for (const stack of Object.keys(EXPECT) as SkuName[]) {
       assert.match(String(k3s.inputs.create), /K3S_VERSION='v1\.36\.4\+k3s1'/);
       assert.match(String(k3s.inputs.delete), /k3s-uninstall\.sh/);
       assert.doesNotMatch(String(k3s.inputs.create), new RegExp(MOCK_TOKEN));
+    });
+
+    it("proves each node speaks SSH, within a bound, before any step runs on it", () => {
+      for (const node of JSON.parse(stackFileConfig(stack)["forge-edge:nodes"]) as {
+        name: string;
+        host: string;
+      }[]) {
+        const probe = ev.byName(`${node.name}-ssh-probe`);
+        assert.equal(probe.type, "command:local:Command");
+        assert.ok(String(probe.inputs.create).startsWith("node -e "));
+        assert.ok(String(probe.inputs.create).endsWith(` '${node.host}' 22 20 '${node.name}'`));
+        // Re-runs exactly when a step will: its triggers are the steps' commands.
+        assert.deepEqual(probe.inputs.triggers, [
+          ev.byName(`${node.name}-nvidia-runtime`).inputs.create,
+          ev.byName(`${node.name}-k3s`).inputs.create,
+        ]);
+      }
     });
 
     it("keeps the SSH key, the K3s token and the kubeconfig secret", async () => {
