@@ -55,6 +55,18 @@ export interface SkuProfile {
     readonly note: string;
   };
   readonly timeSlicing: { readonly min: number; readonly max: number; readonly default: number };
+  /**
+   * Host memory kept from pods, handed to the kubelet through K3s's config.yaml (`kubelet-arg`). `system-reserved`
+   * keeps room for the OS, K3s and containerd; `eviction-hard memory.available<…` makes the kubelet evict pods before
+   * the kernel's OOM killer picks a victim. On unified memory their sum is the host's share of the pool
+   * (`gpu.reservedGiB`), and the whole budget is checked by `unifiedMemoryBudget`.
+   */
+  readonly hostMemory: {
+    /** Host RAM of one node in GiB when the SKU fixes it (unified memory: the same pool as the GPU); 0: unknown. */
+    readonly totalGiB: number;
+    readonly systemReservedGiB: number;
+    readonly evictionHardGiB: number;
+  };
   readonly hpa: { readonly metric: HpaMetric; readonly targetUtilization: number; readonly reason: string };
 }
 
@@ -92,6 +104,9 @@ export const SKUS: Readonly<Record<SkuName, SkuProfile>> = {
       note: "DCGM does not support Jetson; use tegrastats/jtop on the host",
     },
     timeSlicing: { min: 4, max: 8, default: 4 },
+    // 128 GB LPDDR5X shared by the CPU and the GPU; the 16 GiB host share (gpu.reservedGiB) is 14 GiB for Ubuntu,
+    // K3s (a server with a workload ~1.6 GB) and containerd, plus a 2 GiB eviction margin.
+    hostMemory: { totalGiB: 128, systemReservedGiB: 14, evictionHardGiB: 2 },
     hpa: {
       metric: "cpu",
       targetUtilization: 70,
@@ -126,6 +141,8 @@ export const SKUS: Readonly<Record<SkuName, SkuProfile>> = {
       note: "DCGM device fields work; profiling (DCP) fields are limited on workstation GPUs",
     },
     timeSlicing: { min: 2, max: 4, default: 4 },
+    // Host RAM is the chassis's, not the SKU's: only the reservation is fixed.
+    hostMemory: { totalGiB: 0, systemReservedGiB: 2, evictionHardGiB: 1 },
     hpa: {
       metric: "cpu",
       targetUtilization: 70,
@@ -161,6 +178,7 @@ export const SKUS: Readonly<Record<SkuName, SkuProfile>> = {
       note: "DCGM device fields work; DCGM_FI_PROF_* profiling fields are not supported on Pascal",
     },
     timeSlicing: { min: 2, max: 4, default: 4 },
+    hostMemory: { totalGiB: 0, systemReservedGiB: 2, evictionHardGiB: 1 },
     hpa: {
       metric: "cpu",
       targetUtilization: 70,
@@ -172,4 +190,49 @@ export const SKUS: Readonly<Record<SkuName, SkuProfile>> = {
 /** GPU memory (GiB, per GPU) that models may use after the reserve and the per-slice CUDA contexts. */
 export function usableGpuMemoryGiB(sku: SkuProfile, slices: number): number {
   return sku.gpu.memoryGiB - sku.gpu.reservedGiB - slices * sku.gpu.contextOverheadGiB;
+}
+
+export interface UnifiedMemoryBudget {
+  /** Inference pods that can run on one node at once: min(maxReplicas, GPU slices of the largest node). */
+  readonly podsPerNode: number;
+  /** What one pod can take from the pool: model + its CUDA context on the GPU side, the memory limit on the CPU side. */
+  readonly perPodGiB: number;
+  /** The host's share: kubelet system-reserved + the hard-eviction margin. */
+  readonly hostReserveGiB: number;
+  readonly neededGiB: number;
+  readonly totalGiB: number;
+  readonly fits: boolean;
+}
+
+/**
+ * The unified-memory budget of one node (Tegra: GPU and container memory come from the same RAM). Time-slicing has
+ * no memory isolation and a container's cgroup limit does not cover what the GPU driver allocates for it, so each
+ * pod can hold its model, its CUDA context and its container memory limit at the same time. Returns undefined on
+ * SKUs whose GPU has its own memory.
+ */
+export function unifiedMemoryBudget(
+  sku: SkuProfile,
+  w: { maxReplicas: number; slicesPerNode: number; modelMemoryGiB: number; memoryLimitGiB: number },
+): UnifiedMemoryBudget | undefined {
+  if (!sku.gpu.unifiedMemory) return undefined;
+  const podsPerNode = Math.min(w.maxReplicas, w.slicesPerNode);
+  const perPodGiB = w.modelMemoryGiB + sku.gpu.contextOverheadGiB + w.memoryLimitGiB;
+  const hostReserveGiB = sku.hostMemory.systemReservedGiB + sku.hostMemory.evictionHardGiB;
+  const neededGiB = podsPerNode * perPodGiB + hostReserveGiB;
+  const totalGiB = sku.hostMemory.totalGiB;
+  return { podsPerNode, perPodGiB, hostReserveGiB, neededGiB, totalGiB, fits: neededGiB <= totalGiB };
+}
+
+/**
+ * The kubelet arguments that keep the SKU's host reserve out of the pods' reach, one `kubelet-arg` entry each in
+ * K3s's config.yaml (repeatable flags are YAML lists there). An `eviction-hard` flag replaces the whole threshold map,
+ * and the kubelet's `mergeDefaultEvictionSettings` defaults to false, so K3s's own disk thresholds (imagefs and
+ * nodefs 5%, set in its kubelet defaults) are repeated.
+ */
+export function kubeletMemoryArgs(sku: SkuProfile): string[] {
+  const mi = (gib: number) => `${Math.round(gib * 1024)}Mi`;
+  return [
+    `system-reserved=memory=${mi(sku.hostMemory.systemReservedGiB)}`,
+    `eviction-hard=memory.available<${mi(sku.hostMemory.evictionHardGiB)},imagefs.available<5%,nodefs.available<5%`,
+  ];
 }

@@ -2,7 +2,9 @@
  * Stack configuration: read once, validated in full, and turned into plain typed values. Nothing downstream
  * touches raw config, and nothing reaches a node unless every key is valid.
  */
-import { SKUS, SKU_NAMES, SkuName, SkuProfile, usableGpuMemoryGiB } from "./skus";
+import { capacityProblems } from "./capacity";
+import { parseHostKey } from "./hostKeys";
+import { SKUS, SKU_NAMES, SkuName, SkuProfile, unifiedMemoryBudget, usableGpuMemoryGiB } from "./skus";
 
 export const DEFAULT_K3S_VERSION = "v1.36.4+k3s1";
 export const DEFAULT_TOOLKIT_VERSION = "1.20.0";
@@ -22,7 +24,10 @@ export interface NodeConfig {
   readonly role: NodeRole;
   /** Physical GPUs in the node; the device plugin advertises `gpus × timeSlicingReplicas` slices. */
   readonly gpus: number;
-  /** Pinned SSH host key (authorized_keys format); without it the host key is not verified. */
+  /**
+   * Pinned SSH host key, `type base64` (ed25519 or ECDSA; RSA is refused). Required unless the stack sets
+   * insecureSkipHostKeyCheck; without it the host key is not verified.
+   */
   readonly hostKey?: string;
 }
 
@@ -55,6 +60,16 @@ export interface AirgapConfig {
   readonly k3sBinary: string;
   readonly installScript: string;
   readonly imagesTarball: string;
+  /** Image tarballs of every image the stack runs (device plugin, DCGM exporter, inference), for K3s to import. */
+  readonly stackImageTarballs: readonly string[];
+}
+
+/** K3s's registries.yaml (mirrors, configs): its credentials are Pulumi secrets and reach the node on stdin only. */
+export interface RegistriesConfig {
+  readonly mirrors: Readonly<Record<string, { readonly endpoint: readonly string[] }>>;
+  readonly configs: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
+  /** Any `configs.<host>.auth` present. */
+  readonly hasCredentials: boolean;
 }
 
 export interface RolloutConfig {
@@ -81,7 +96,10 @@ export interface StackConfig {
   readonly quota: QuotaConfig;
   readonly allowedCidrs: readonly string[];
   readonly airgap?: AirgapConfig;
+  readonly registries?: RegistriesConfig;
   readonly rollout: RolloutConfig;
+  /** Lab opt-out: nodes without a pinned hostKey are dialled without verifying the host key. */
+  readonly insecureSkipHostKeyCheck: boolean;
 }
 
 /** Where raw values come from: `pulumi.Config` in the program, a plain map in tests. */
@@ -110,7 +128,6 @@ const TOOLKIT_VERSION_RE = /^\d+\.\d+\.\d+$/;
 const IMAGE_RE = /^[a-z0-9]+([._/:@-][a-zA-Z0-9_.-]+)*$/;
 const HOST_RE = /^([a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)*$/;
 const USER_RE = /^[a-z_][a-z0-9_-]{0,31}$/;
-const HOST_KEY_RE = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( .*)?$/;
 const SETTING_KEY_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 const MEMORY_UNITS: Record<string, number> = {
@@ -254,10 +271,20 @@ function readJson(src: ConfigSource, key: string): unknown {
   }
 }
 
-function parseNodes(c: Checker, raw: unknown): NodeConfig[] {
+/** The value as shown in a message: long host keys are cut, they only need to be recognisable. */
+function shortKey(v: unknown): string {
+  const s = typeof v === "string" ? v : JSON.stringify(v);
+  return s.length > 40 ? `${s.slice(0, 36)}...` : s;
+}
+
+function parseNodes(
+  c: Checker,
+  raw: unknown,
+  ctx: { stack: string; insecureSkipHostKeyCheck: boolean },
+): NodeConfig[] {
   if (!Array.isArray(raw) || raw.length === 0) {
     c.problems.push(
-      `nodes is required: a list of {name, host, role: server|agent, port?, user?, gpus?, hostKey?}, got ${JSON.stringify(raw)}`,
+      `nodes is required: a list of {name, host, role: server|agent, hostKey, port?, user?, gpus?}, got ${JSON.stringify(raw)}`,
     );
     return [];
   }
@@ -266,7 +293,24 @@ function parseNodes(c: Checker, raw: unknown): NodeConfig[] {
     const o = c.object(key, n);
     c.unknownKeys(key, o, ["name", "host", "port", "user", "role", "gpus", "hostKey"]);
     const role = c.str(`${key}.role`, o.role, "server", /^(server|agent)$/, "server or agent") as NodeRole;
-    const hostKey = o.hostKey === undefined ? undefined : o.hostKey;
+    let hostKey: string | undefined;
+    if (o.hostKey === undefined || o.hostKey === null) {
+      if (!ctx.insecureSkipHostKeyCheck) {
+        c.problems.push(
+          `${key}.hostKey is required: the K3s token and the admin kubeconfig travel over this SSH connection, so the node's host key must be pinned (ssh-ed25519 or ecdsa-sha2-nistp*); ` +
+            `run \`npm run pin-host-keys -- --stack ${ctx.stack}\` to fill every node's pin from ssh-keyscan, or set insecureSkipHostKeyCheck: true on a lab stack`,
+        );
+      }
+    } else {
+      const parsed = typeof o.hostKey === "string" ? parseHostKey(o.hostKey) : undefined;
+      if (parsed?.ok) hostKey = parsed.value.line;
+      else
+        c.fail(
+          `${key}.hostKey`,
+          shortKey(o.hostKey),
+          parsed?.reason ?? 'an authorized_keys line, "ssh-ed25519 AAAA..."',
+        );
+    }
     return {
       name: c.str(`${key}.name`, o.name, undefined, NAME_RE, "a DNS label (lower-case letters, digits, '-')"),
       host: c.str(`${key}.host`, o.host, undefined, HOST_RE, "an IP address or DNS name"),
@@ -280,16 +324,7 @@ function parseNodes(c: Checker, raw: unknown): NodeConfig[] {
       ),
       role,
       gpus: c.int(`${key}.gpus`, o.gpus, 1, 1, 64),
-      hostKey:
-        hostKey === undefined
-          ? undefined
-          : c.str(
-              `${key}.hostKey`,
-              hostKey,
-              undefined,
-              HOST_KEY_RE,
-              'an authorized_keys line, "ssh-ed25519 AAAA..."',
-            ),
+      hostKey,
     };
   });
   const seen = new Map<string, number>();
@@ -346,7 +381,9 @@ export function parseStackConfig(stack: string, src: ConfigSource): StackConfig 
     "quota",
     "allowedCidrs",
     "airgap",
+    "registries",
     "rollout",
+    "insecureSkipHostKeyCheck",
   ];
 
   const skuRaw = src.get("sku");
@@ -364,7 +401,12 @@ export function parseStackConfig(stack: string, src: ConfigSource): StackConfig 
     );
   }
 
-  const nodes = parseNodes(c, readJson(src, "nodes"));
+  const insecureSkipHostKeyCheck = c.bool(
+    "insecureSkipHostKeyCheck",
+    readJson(src, "insecureSkipHostKeyCheck"),
+    false,
+  );
+  const nodes = parseNodes(c, readJson(src, "nodes"), { stack, insecureSkipHostKeyCheck });
 
   const k3sVersion = c.str(
     "k3sVersion",
@@ -536,6 +578,27 @@ export function parseStackConfig(stack: string, src: ConfigSource): StackConfig 
     }
   }
 
+  const limGiB = limMem === undefined ? undefined : limMem / 2 ** 30;
+  if (skuKnown && inf.modelMemoryGiB !== undefined && limGiB !== undefined) {
+    // Unified memory: the models, their CUDA contexts and the containers' memory all come out of the host's RAM.
+    const slicesPerNode = Math.max(1, ...nodes.map((n) => n.gpus)) * timeSlicingReplicas;
+    const b = unifiedMemoryBudget(sku, {
+      maxReplicas: inference.maxReplicas,
+      slicesPerNode,
+      modelMemoryGiB: inference.modelMemoryGiB,
+      memoryLimitGiB: limGiB,
+    });
+    if (b !== undefined && !b.fits) {
+      const room = Math.floor((b.totalGiB - b.hostReserveGiB) / b.perPodGiB);
+      c.problems.push(
+        `inference.maxReplicas = ${inference.maxReplicas} can drive ${sku.displayName} into the OOM killer: GPU and container memory share the node's ${b.totalGiB} GiB (unified memory), ` +
+          `and ${b.podsPerNode} pod(s) per node × (modelMemoryGiB ${inference.modelMemoryGiB} + ${sku.gpu.contextOverheadGiB} GiB CUDA context + memoryLimit ${inference.memoryLimit} = ${round(b.perPodGiB)} GiB) ` +
+          `+ ${b.hostReserveGiB} GiB host reserve (kubelet system-reserved ${sku.hostMemory.systemReservedGiB} GiB + eviction margin ${sku.hostMemory.evictionHardGiB} GiB) = ${round(b.neededGiB)} GiB; ` +
+          `over by ${round(b.neededGiB - b.totalGiB)} GiB: ${room >= 1 ? `lower inference.maxReplicas to ${room}, or ` : "lower "}inference.memoryLimit or inference.modelMemoryGiB`,
+      );
+    }
+  }
+
   if (skuKnown) {
     nodes.forEach((n, i) => {
       if (n.gpus > sku.gpu.maxGpusPerNode) {
@@ -560,6 +623,17 @@ export function parseStackConfig(stack: string, src: ConfigSource): StackConfig 
       "a StorageClass name",
     ),
   };
+
+  // Replicas spread over the GPU nodes (each has its own model volume): what fits is decided node by node.
+  c.problems.push(
+    ...capacityProblems({
+      nodes,
+      timeSlicingReplicas,
+      replicas: inference.replicas,
+      maxReplicas: inference.maxReplicas,
+      storageSize: storage.size,
+    }),
+  );
 
   const nodePort = c.int("nodePort", src.get("nodePort"), 30080, NODE_PORT_RANGE.min, NODE_PORT_RANGE.max);
 
@@ -617,15 +691,46 @@ export function parseStackConfig(stack: string, src: ConfigSource): StackConfig 
   let airgap: AirgapConfig | undefined;
   if (ag !== undefined) {
     const o = c.object("airgap", ag);
-    c.unknownKeys("airgap", o, ["k3sBinary", "installScript", "imagesTarball"]);
+    c.unknownKeys("airgap", o, ["k3sBinary", "installScript", "imagesTarball", "stackImageTarballs"]);
     const path = (k: string) =>
       c.str(`airgap.${k}`, o[k], undefined, /^[^\0]+$/, "a path on the machine running pulumi");
+    const stackImages = o.stackImageTarballs ?? [];
+    const tarballs: string[] = [];
+    if (!Array.isArray(stackImages)) {
+      c.fail(
+        "airgap.stackImageTarballs",
+        stackImages,
+        "a list of image tarball paths (.tar, .tar.gz, .tar.zst)",
+      );
+    } else {
+      const seen = new Set<string>();
+      stackImages.forEach((v, i) => {
+        const base = typeof v === "string" ? (v.split("/").pop() ?? "") : "";
+        if (typeof v !== "string" || !/^[A-Za-z0-9][A-Za-z0-9._-]*\.tar(\.gz|\.zst)?$/.test(base))
+          c.fail(
+            `airgap.stackImageTarballs[${i}]`,
+            v,
+            "a path to an image tarball named *.tar, *.tar.gz or *.tar.zst",
+          );
+        else if (seen.has(base) || base.startsWith("k3s-airgap-images"))
+          c.fail(
+            `airgap.stackImageTarballs[${i}]`,
+            v,
+            "file names must be unique and not k3s-airgap-images*",
+          );
+        else tarballs.push(v);
+        seen.add(base);
+      });
+    }
     airgap = {
       k3sBinary: path("k3sBinary"),
       installScript: path("installScript"),
       imagesTarball: path("imagesTarball"),
+      stackImageTarballs: tarballs,
     };
   }
+
+  const registries = parseRegistries(c, src);
 
   const ro = c.object("rollout", readJson(src, "rollout"));
   c.unknownKeys("rollout", ro, ["batchSize", "drainTimeoutSeconds"]);
@@ -656,8 +761,45 @@ export function parseStackConfig(stack: string, src: ConfigSource): StackConfig 
     quota,
     allowedCidrs,
     airgap,
+    registries,
     rollout,
+    insecureSkipHostKeyCheck,
   };
+}
+
+/** `registries`: K3s's registries.yaml as an object; credentials only from a secret config value. */
+function parseRegistries(c: Checker, src: ConfigSource): RegistriesConfig | undefined {
+  const raw = readJson(src, "registries");
+  if (raw === undefined) return undefined;
+  const o = c.object("registries", raw);
+  c.unknownKeys("registries", o, ["mirrors", "configs"]);
+  const mirrors: Record<string, { endpoint: string[] }> = {};
+  for (const [host, m] of Object.entries(c.object("registries.mirrors", o.mirrors))) {
+    const mo = c.object(`registries.mirrors.${host}`, m);
+    c.unknownKeys(`registries.mirrors.${host}`, mo, ["endpoint", "rewrite"]);
+    const ep = mo.endpoint;
+    if (!Array.isArray(ep) || ep.length === 0 || !ep.every((e) => typeof e === "string" && /^\S+$/.test(e)))
+      c.fail(
+        `registries.mirrors.${host}.endpoint`,
+        ep,
+        'a non-empty list of registry URLs, e.g. ["https://registry.site:5000"]',
+      );
+    else mirrors[host] = { ...mo, endpoint: ep as string[] };
+  }
+  const configs: Record<string, Record<string, unknown>> = {};
+  let hasCredentials = false;
+  for (const [host, cfg] of Object.entries(c.object("registries.configs", o.configs))) {
+    const co = c.object(`registries.configs.${host}`, cfg);
+    c.unknownKeys(`registries.configs.${host}`, co, ["auth", "tls"]);
+    if (co.auth !== undefined) hasCredentials = true;
+    configs[host] = co;
+  }
+  if (hasCredentials && !src.isSecret("registries")) {
+    c.problems.push(
+      "registries holds registry credentials in plaintext: set them as secrets, e.g. `pulumi config set --path --secret 'registries.configs.<host>.auth.password' <password>`",
+    );
+  }
+  return { mirrors, configs, hasCredentials };
 }
 
 function round(n: number): number {

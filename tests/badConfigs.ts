@@ -4,7 +4,11 @@
  */
 import { stackSource } from "./unit/support";
 
-export const server = { name: "n1", host: "192.0.2.10", role: "server" };
+/** A well-formed ed25519 host key (the nodes below are never dialled). */
+export const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIlE5iz+KCoLfNwL3pZh3K7tIA8aryMC98Z7YNtwhh9B";
+const RSA_HOST_KEY =
+  "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQC+tIp6pjN7wXlLIM8Au8Zo8qCow1s0k661p8s2xRV3Gss8ppH7Z0EAmMcglU6BJLH8LXsFainSw5o0h3u/8Z7QQadjccNrVbcJaqFbEXtE/V77rB6KxUI65wPXbvZwUkkJpY3uaM18ewkqFQNMdcNNs7tTGa81seeQDHaBoTRKNw==";
+export const server = { name: "n1", host: "192.0.2.10", role: "server", hostKey: HOST_KEY };
 const inference = (stack: string, patch: Record<string, unknown>) => {
   const base = JSON.parse(stackSource(stack).get("inference")!) as Record<string, unknown>;
   return { ...base, ...patch };
@@ -83,24 +87,46 @@ export const BAD_CONFIGS: BadConfig[] = [
     expect: /^nodes\[0\]\.hostKey = "not-a-key" is invalid/,
   },
   {
+    name: "RSA host key (the provider offers only SHA-1 ssh-rsa for it)",
+    overrides: { nodes: [{ ...server, hostKey: RSA_HOST_KEY }] },
+    expect:
+      /^nodes\[0\]\.hostKey = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAA\.\.\." is invalid: an RSA host key cannot be pinned: .*OpenSSH 8\.8\+ refuses.*pin the node's ed25519 or ECDSA key/,
+  },
+  {
+    name: "host key data mangled",
+    overrides: { nodes: [{ ...server, hostKey: HOST_KEY.slice(0, -8) }] },
+    expect: /^nodes\[0\]\.hostKey = .* is invalid: the key data does not decode to a ssh-ed25519 key/,
+  },
+  {
+    name: "node without a pinned host key",
+    overrides: { nodes: [{ name: "n1", host: "192.0.2.10", role: "server" }] },
+    expect:
+      /^nodes\[0\]\.hostKey is required: .*run `npm run pin-host-keys -- --stack \S+` .* or set insecureSkipHostKeyCheck: true on a lab stack/,
+  },
+  {
+    name: "host key opt-out of the wrong type",
+    overrides: { insecureSkipHostKeyCheck: "yes" },
+    expect: /^insecureSkipHostKeyCheck = "yes" is invalid: true or false/,
+  },
+  {
     name: "duplicate node names",
-    overrides: { nodes: [server, { name: "n1", host: "192.0.2.11", role: "agent" }] },
+    overrides: { nodes: [server, { name: "n1", host: "192.0.2.11", role: "agent", hostKey: HOST_KEY }] },
     expect: /^nodes\[1\]\.name = "n1" duplicates nodes\[0\]\.name/,
   },
   {
     name: "duplicate SSH endpoints",
-    overrides: { nodes: [server, { name: "n2", host: "192.0.2.10", role: "agent" }] },
+    overrides: { nodes: [server, { name: "n2", host: "192.0.2.10", role: "agent", hostKey: HOST_KEY }] },
     expect: /^nodes\[1\]\.host = "192\.0\.2\.10:22" duplicates nodes\[0\]/,
   },
   {
     name: "two servers without HA",
-    overrides: { nodes: [server, { name: "n2", host: "192.0.2.11", role: "server" }] },
+    overrides: { nodes: [server, { name: "n2", host: "192.0.2.11", role: "server", hostKey: HOST_KEY }] },
     expect: /^nodes has 2 servers: K3s embedded etcd needs 1 server, or 3 for HA/,
   },
   { name: "no server", overrides: { nodes: [{ ...server, role: "agent" }] }, expect: /^nodes has no server/ },
   {
     name: "agent listed first",
-    overrides: { nodes: [{ name: "a1", host: "192.0.2.11", role: "agent" }, server] },
+    overrides: { nodes: [{ name: "a1", host: "192.0.2.11", role: "agent", hostKey: HOST_KEY }, server] },
     expect: /^nodes\[0\]\.role must be server/,
   },
   {
@@ -108,6 +134,13 @@ export const BAD_CONFIGS: BadConfig[] = [
     stack: "thor",
     overrides: { nodes: [{ ...server, gpus: 2 }] },
     expect: /^nodes\[0\]\.gpus = 2 is invalid: NVIDIA Jetson AGX Thor nodes hold at most 1/,
+  },
+  {
+    name: "Thor unified memory can reach the OOM killer",
+    stack: "thor",
+    overrides: { inference: inference("thor", { maxReplicas: 4, memoryLimit: "16Gi" }) },
+    expect:
+      /^inference\.maxReplicas = 4 can drive NVIDIA Jetson AGX Thor into the OOM killer: .* = 178 GiB; over by 50 GiB: lower inference\.maxReplicas to 2/,
   },
   {
     name: "unpinned K3s",

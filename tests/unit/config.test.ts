@@ -3,7 +3,8 @@ import * as assert from "node:assert/strict";
 
 import { SKUS, usableGpuMemoryGiB } from "../../config/skus";
 import { ConfigError, isCidr, parseCpu, parseMemory, parseStackConfig } from "../../config/stack";
-import { BAD_CONFIGS as CASES, server } from "../badConfigs";
+import { HOST_KEY, BAD_CONFIGS as CASES, server } from "../badConfigs";
+import { isPlaceholderHostKey, parseHostKey, PLACEHOLDER_HOST_KEY } from "../../config/hostKeys";
 import { stackSource } from "./support";
 
 function problems(stack: string, overrides: Record<string, unknown>, secret = true): string[] {
@@ -49,17 +50,66 @@ describe("stack configuration validation", () => {
   }
 
   it("accepts a 3-server HA cluster with agents", () => {
-    const nodes = [0, 1, 2].map((i) => ({ name: `s${i}`, host: `192.0.2.${10 + i}`, role: "server" }));
-    nodes.push({ name: "a1", host: "192.0.2.20", role: "agent" });
+    const nodes = [0, 1, 2].map((i) => ({
+      name: `s${i}`,
+      host: `192.0.2.${10 + i}`,
+      role: "server",
+      hostKey: HOST_KEY,
+    }));
+    nodes.push({ name: "a1", host: "192.0.2.20", role: "agent", hostKey: HOST_KEY });
     const cfg = parseStackConfig("p40", stackSource("p40", { nodes }));
     assert.equal(cfg.nodes.length, 4);
     assert.equal(cfg.quota.gpu, 2, "the stack file pins quota.gpu");
   });
 
   it("derives the quota from the nodes when it is not set", () => {
-    const nodes = [server, { name: "a1", host: "192.0.2.20", role: "agent", gpus: 2 }];
+    const nodes = [server, { name: "a1", host: "192.0.2.20", role: "agent", gpus: 2, hostKey: HOST_KEY }];
     const cfg = parseStackConfig("rtx4000", stackSource("rtx4000", { nodes, quota: undefined }));
     assert.deepEqual(cfg.quota, { gpu: 12, requestsMemory: "96Gi", limitsMemory: "192Gi", pods: 18 });
+  });
+});
+
+describe("SSH host key pins", () => {
+  const ECDSA =
+    "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBOoRCdRK8TMahjUMyFBa0IBR4sG7pC0RUfrJAtwzbxFv4VM1EjOy4yTMRuAxVYOF8wP7I/cpU50PNfU9KyxoEJs=";
+
+  it("pins ed25519 and ECDSA keys, without the comment", () => {
+    const cfg = parseStackConfig(
+      "p40",
+      stackSource("p40", { nodes: [{ ...server, hostKey: `${ECDSA} root@box` }] }),
+    );
+    assert.equal(cfg.nodes[0].hostKey, ECDSA);
+    assert.equal(cfg.insecureSkipHostKeyCheck, false);
+    const ed = parseHostKey(`${HOST_KEY} comment with spaces`);
+    assert.ok(ed.ok && ed.value.line === HOST_KEY);
+  });
+
+  it("dials unpinned nodes only on a stack that opts out, and still pins the nodes that have a key", () => {
+    const nodes = [
+      { name: "n1", host: "192.0.2.10", role: "server", hostKey: HOST_KEY },
+      { name: "n2", host: "192.0.2.11", role: "agent" },
+    ];
+    assert.throws(
+      () => parseStackConfig("p40", stackSource("p40", { nodes })),
+      /nodes\[1\]\.hostKey is required/,
+    );
+    const cfg = parseStackConfig("p40", stackSource("p40", { nodes, insecureSkipHostKeyCheck: true }));
+    assert.equal(cfg.insecureSkipHostKeyCheck, true);
+    assert.equal(cfg.nodes[0].hostKey, HOST_KEY);
+    assert.equal(cfg.nodes[1].hostKey, undefined);
+  });
+
+  it("the committed stack files carry a documented placeholder pin that no host has", () => {
+    for (const stack of ["thor", "rtx4000", "p40"]) {
+      const cfg = parseStackConfig(stack, stackSource(stack));
+      assert.ok(isPlaceholderHostKey(cfg.nodes[0].hostKey), stack);
+    }
+    const p = parseHostKey(PLACEHOLDER_HOST_KEY);
+    assert.ok(p.ok);
+    assert.equal(
+      Buffer.from(p.value.key, "base64").subarray(-32).toString(),
+      "forge-edge placeholder: pin me!!",
+    );
   });
 });
 
