@@ -7,7 +7,8 @@
  * goes away, it removes the resource again — what the real plugin + kubelet do.
  */
 import * as yaml from "js-yaml";
-import { KubeClient, sleep } from "./controlPlane";
+import { KubeClient } from "./kubeClient";
+import { sleep } from "./proc";
 
 export const DEVICE_PLUGIN_NAMESPACE = "nvidia-device-plugin";
 /** Node label the real plugin (with config-manager) uses to pick a named config out of the ConfigMap. */

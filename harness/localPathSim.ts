@@ -4,7 +4,8 @@
  * WaitForFirstConsumer claim of the `local-path` class, and deletes the volume once its claim is gone. Binding the
  * claim to the volume stays the real PV controller's job.
  */
-import { KubeClient, sleep } from "./controlPlane";
+import { KubeClient } from "./kubeClient";
+import { sleep } from "./proc";
 
 export const STORAGE_CLASS = "local-path";
 const PROVISIONER = "rancher.io/local-path";

@@ -188,3 +188,13 @@ export async function machineLoad(ms = 2_000): Promise<MachineLoad> {
   const busyCores = (cpuTicks() - total0 - (cpuTicks(process.pid) - self0)) / hz / seconds;
   return { busyCores: Math.max(0, busyCores), top };
 }
+
+/** Cores' worth of CPU each process used over `ms` (what an orphan does once its engine is gone). */
+export async function processCpu(
+  procs: ProcessInfo[],
+  ms = 3_000,
+): Promise<{ info: ProcessInfo; cores: number }[]> {
+  const before = procs.map((p) => cpuTicks(p.pid));
+  await new Promise((r) => setTimeout(r, ms));
+  return procs.map((info, i) => ({ info, cores: (cpuTicks(info.pid) - before[i]) / 100 / (ms / 1000) }));
+}

@@ -9,7 +9,8 @@ import * as path from "node:path";
 import * as yaml from "js-yaml";
 
 import { SkuName } from "../config/skus";
-import { ControlPlane, KubeClient, startControlPlane } from "./controlPlane";
+import { ControlPlane, startControlPlane } from "./controlPlane";
+import { KubeClient } from "./kubeClient";
 import { DevicePluginSim, startDevicePluginSim } from "./devicePluginSim";
 import { LocalPathSim, localPathStorageClass, startLocalPathSim } from "./localPathSim";
 import { GpuSpec, KeyPair, makeAirgapBundle, makeKeyPair, SshHost, startSshHost } from "./sshHost";

@@ -16,7 +16,8 @@ import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { canConnect, sleep, spawnLogged, waitFor, WaitAbort, type Managed } from "./controlPlane";
+import { canConnect } from "./proc";
+import { NamespacedSshd } from "./sshdNamespace";
 import { CheckerMissingError, checkerPath, loadToolchain } from "./toolchain";
 
 export interface GpuSpec {
@@ -170,24 +171,6 @@ function shq(v: string): string {
   return `'${v.replace(/'/g, `'\\''`)}'`;
 }
 
-function mountNsOf(pid: number): string | undefined {
-  try {
-    return fs.readlinkSync(`/proc/${pid}/ns/mnt`);
-  } catch {
-    return undefined;
-  }
-}
-
-function pidsInMountNs(ns: string): number[] {
-  const out: number[] = [];
-  for (const e of fs.readdirSync("/proc")) {
-    if (!/^\d+$/.test(e)) continue;
-    const pid = Number(e);
-    if (mountNsOf(pid) === ns) out.push(pid);
-  }
-  return out;
-}
-
 function copyDouble(name: string, destDir: string): void {
   const dest = path.join(destDir, path.basename(name));
   fs.copyFileSync(path.join(DOUBLES_DIR, name), dest);
@@ -214,14 +197,53 @@ function checkPrereqs(): void {
     throw new Error("sshHost: must run as root (mount namespaces, sshd on port 22)");
 }
 
-/** One process 'exit' listener for every live host (a fleet of hosts would otherwise trip MaxListeners). */
-const exitHooks = new Set<() => void>();
-process.on("exit", () => {
-  for (const hook of exitHooks) hook();
-});
-
 export async function startSshHost(opts: SshHostOptions): Promise<SshHost> {
   const t0 = Date.now();
+  await checkHostOptions(opts);
+  const dir = path.resolve(opts.dir);
+  fs.mkdirSync(dir, { recursive: true });
+  const rootDirs = preparePrivateDirs(dir, opts.toolkitInstalled ?? true);
+  const harnessDir = prepareHarnessDir(dir);
+  if (opts.preloadAirgap === true) makeAirgapBundle(path.join(rootDirs["/var/lib/forge-edge"], "airgap"));
+  const etcOverlay = writeEtcOverlay(dir, opts, rootDirs["/var/log/forge-edge"]);
+  const tools = placeHarnessTools(dir, harnessDir, opts);
+  const hostFiles = writeHostFiles(harnessDir, opts, tools);
+  const sshd = writeSshdFiles(harnessDir, opts);
+  makeMountPoints();
+  const setup = writeNamespaceSetup(dir, opts, {
+    harnessDir,
+    rootDirs,
+    etcOverlay,
+    tools,
+    sshdConfig: sshd.config,
+  });
+  const proc = new NamespacedSshd(opts.name, opts.ip, dir, setup);
+  await proc.boot();
+
+  const doublesLog = path.join(rootDirs["/var/log/forge-edge"], "doubles.log");
+  return {
+    name: opts.name,
+    host: opts.ip,
+    port: 22,
+    hostKeyLine: sshd.hostKeyLine,
+    rootDirs,
+    startMs: Date.now() - t0,
+    calls: () =>
+      fs.existsSync(doublesLog)
+        ? fs
+            .readFileSync(doublesLog, "utf8")
+            .split("\n")
+            .filter((l) => l !== "")
+        : [],
+    snapshot: () => snapshotDirs(rootDirs),
+    ...hostFiles,
+    restart: () => proc.restart(),
+    stop: () => proc.stop(),
+  };
+}
+
+/** Refuses to start without the tools, without root, with a bad name or address, or on an address in use. */
+async function checkHostOptions(opts: SshHostOptions): Promise<void> {
   checkPrereqs();
   if (!/^127\.0\.1\.\d{1,3}$/.test(opts.ip))
     throw new Error(`sshHost ${opts.name}: ip must be 127.0.1.N, got ${opts.ip}`);
@@ -229,9 +251,10 @@ export async function startSshHost(opts: SshHostOptions): Promise<SshHost> {
     throw new Error(`sshHost: bad host name ${opts.name}`);
   if (await canConnect(opts.ip, 22, 300))
     throw new Error(`sshHost ${opts.name}: ${opts.ip}:22 is already in use`);
+}
 
-  const dir = path.resolve(opts.dir);
-  fs.mkdirSync(dir, { recursive: true });
+/** Empty backing dirs of the private mounts (in-host path → backing dir), /usr/local/bin holding the doubles. */
+function preparePrivateDirs(dir: string, toolkitInstalled: boolean): Record<string, string> {
   const privRoot = path.join(dir, "private");
   const rootDirs: Record<string, string> = {};
   for (const [mnt, slug] of PRIVATE_DIRS) {
@@ -248,59 +271,82 @@ export async function startSshHost(opts: SshHostOptions): Promise<SshHost> {
     fs.copyFileSync(path.join(DOUBLES_DIR, "pkg-guard"), path.join(bin, n));
     fs.chmodSync(path.join(bin, n), 0o755);
   }
-  if (opts.toolkitInstalled ?? true) for (const d of TOOLKIT_DOUBLES) copyDouble(d, bin);
+  if (toolkitInstalled) for (const d of TOOLKIT_DOUBLES) copyDouble(d, bin);
+  return rootDirs;
+}
 
-  // /opt/forge-harness (read-only inside the host).
+/** The backing dir of /opt/forge-harness (read-only inside the host), fresh, with every double in doubles/. */
+function prepareHarnessDir(dir: string): string {
   const harnessDir = path.join(dir, "harness");
   fs.rmSync(harnessDir, { recursive: true, force: true });
   fs.mkdirSync(path.join(harnessDir, "doubles"), { recursive: true });
   for (const f of fs.readdirSync(DOUBLES_DIR)) {
     if (fs.statSync(path.join(DOUBLES_DIR, f)).isFile()) copyDouble(f, path.join(harnessDir, "doubles"));
   }
-  if (opts.preloadAirgap === true) makeAirgapBundle(path.join(rootDirs["/var/lib/forge-edge"], "airgap"));
+  return harnessDir;
+}
 
-  // Optional private /etc layer: extra files and login users, visible only inside the host.
-  const etcUpper = path.join(dir, "etc-upper");
-  const etcWork = path.join(dir, "etc-work");
+interface EtcOverlay {
+  upper: string;
+  work: string;
+}
+
+/**
+ * The optional private /etc layer (extra files and login users, visible only inside the host); undefined when the
+ * host needs none. Login users may write the doubles' log in logDir.
+ */
+function writeEtcOverlay(dir: string, opts: SshHostOptions, logDir: string): EtcOverlay | undefined {
   const loginUsers = opts.loginUsers ?? [];
-  const etcOverlay = loginUsers.length > 0 || Object.keys(opts.etcFiles ?? {}).length > 0;
-  if (etcOverlay) {
-    for (const d of [etcUpper, etcWork]) {
-      fs.rmSync(d, { recursive: true, force: true });
-      fs.mkdirSync(d, { recursive: true });
-    }
-    for (const [f, content] of Object.entries(opts.etcFiles ?? {})) {
-      fs.mkdirSync(path.dirname(path.join(etcUpper, f)), { recursive: true });
-      fs.writeFileSync(path.join(etcUpper, f), content);
-    }
-    if (loginUsers.length > 0) {
-      const add = (file: string, line: (u: string, id: number) => string) =>
-        fs.writeFileSync(
-          path.join(etcUpper, file),
-          fs.readFileSync(`/etc/${file}`, "utf8") +
-            loginUsers.map((u, i) => `${line(u, 2000 + i)}\n`).join(""),
-        );
-      add("passwd", (u, id) => `${u}:x:${id}:${id}:forge-edge test user:/tmp:/bin/bash`);
-      add("group", (u, id) => `${u}:x:${id}:`);
-      fs.chmodSync(rootDirs["/var/log/forge-edge"], 0o1777);
-      fs.writeFileSync(path.join(rootDirs["/var/log/forge-edge"], "doubles.log"), "", { mode: 0o666 });
-      fs.chmodSync(path.join(rootDirs["/var/log/forge-edge"], "doubles.log"), 0o666);
-    }
+  if (loginUsers.length === 0 && Object.keys(opts.etcFiles ?? {}).length === 0) return undefined;
+  const overlay = { upper: path.join(dir, "etc-upper"), work: path.join(dir, "etc-work") };
+  for (const d of [overlay.upper, overlay.work]) {
+    fs.rmSync(d, { recursive: true, force: true });
+    fs.mkdirSync(d, { recursive: true });
   }
+  for (const [f, content] of Object.entries(opts.etcFiles ?? {})) {
+    fs.mkdirSync(path.dirname(path.join(overlay.upper, f)), { recursive: true });
+    fs.writeFileSync(path.join(overlay.upper, f), content);
+  }
+  if (loginUsers.length > 0) {
+    const add = (file: string, line: (u: string, id: number) => string) =>
+      fs.writeFileSync(
+        path.join(overlay.upper, file),
+        fs.readFileSync(`/etc/${file}`, "utf8") + loginUsers.map((u, i) => `${line(u, 2000 + i)}\n`).join(""),
+      );
+    add("passwd", (u, id) => `${u}:x:${id}:${id}:forge-edge test user:/tmp:/bin/bash`);
+    add("group", (u, id) => `${u}:x:${id}:`);
+    fs.chmodSync(logDir, 0o1777);
+    fs.writeFileSync(path.join(logDir, "doubles.log"), "", { mode: 0o666 });
+    fs.chmodSync(path.join(logDir, "doubles.log"), 0o666);
+  }
+  return overlay;
+}
 
+/** What the namespace binds in from the real machine; "" = not available. */
+interface HarnessTools {
+  /** kubectl binary, bound over /opt/forge-harness/bin/kubectl. */
+  kubectl: string;
+  /** forge-edge-checker binary, bound over /opt/forge-harness/bin/forge-edge-checker. */
+  checker: string;
+  /** Backing dir of /opt/forge-harness-shared. */
+  sharedDir: string;
+}
+
+/**
+ * The control plane's kubeconfig in the harness dir, placeholders for the binaries bound in later (they may live
+ * under the private /root), and the shared dir with its k3s-tokens/.
+ */
+function placeHarnessTools(dir: string, harnessDir: string, opts: SshHostOptions): HarnessTools {
   let kubectl = opts.kubectlPath ?? "";
   let sharedDir = opts.sharedDir ?? "";
-  let apiPort = "";
   if (opts.controlPlane) {
     if (kubectl === "") kubectl = loadToolchain(["kubectl"]).bin.kubectl;
     if (sharedDir === "")
       sharedDir = path.join(path.dirname(path.resolve(opts.controlPlane.kubeconfigPath)), "harness-shared");
     fs.copyFileSync(opts.controlPlane.kubeconfigPath, path.join(harnessDir, "kubeconfig"));
-    apiPort = String(opts.controlPlane.apiPort);
   }
   if (sharedDir === "") sharedDir = path.join(dir, "harness-shared");
   if (kubectl !== "") {
-    // Bind-mounted over this placeholder inside the host (the binary may live under the private /root).
     fs.mkdirSync(path.join(harnessDir, "bin"));
     fs.writeFileSync(path.join(harnessDir, "bin", "kubectl"), "");
   }
@@ -317,42 +363,51 @@ export async function startSshHost(opts: SshHostOptions): Promise<SshHost> {
     fs.writeFileSync(path.join(harnessDir, "bin", "forge-edge-checker"), "");
   }
   fs.mkdirSync(path.join(sharedDir, "k3s-tokens"), { recursive: true });
+  return { kubectl, checker, sharedDir };
+}
 
+/** A shell file of KEY='value' lines, as the doubles source it. */
+function shellVars(vars: Record<string, string>): string {
+  return Object.entries(vars)
+    .map(([k, v]) => `${k}=${shq(v)}\n`)
+    .join("");
+}
+
+/**
+ * What the doubles read in /opt/forge-harness: env, gpu, identity.json, k3s-version, faults/. Returns the
+ * host's knobs that rewrite them later.
+ */
+function writeHostFiles(
+  harnessDir: string,
+  opts: SshHostOptions,
+  tools: HarnessTools,
+): Pick<SshHost, "setK3sVersion" | "setGpu" | "fault"> {
   const env: Record<string, string> = {
     FORGE_HOST_NAME: opts.name,
     FORGE_HOST_IP: opts.ip,
-    FORGE_API_PORT: apiPort,
-    FORGE_KUBECTL: kubectl !== "" ? `${HARNESS_MOUNT}/bin/kubectl` : "",
-    FORGE_CHECKER: checker !== "" ? `${HARNESS_MOUNT}/bin/forge-edge-checker` : "",
+    FORGE_API_PORT: opts.controlPlane ? String(opts.controlPlane.apiPort) : "",
+    FORGE_KUBECTL: tools.kubectl !== "" ? `${HARNESS_MOUNT}/bin/kubectl` : "",
+    FORGE_CHECKER: tools.checker !== "" ? `${HARNESS_MOUNT}/bin/forge-edge-checker` : "",
     FORGE_KUBECONFIG: opts.controlPlane ? `${HARNESS_MOUNT}/kubeconfig` : "",
     FORGE_SHARED: SHARED_MOUNT,
     FORGE_NODE_CPU: opts.node?.cpu ?? "16",
     FORGE_NODE_MEMORY: opts.node?.memory ?? "64Gi",
     FORGE_NODE_PODS: opts.node?.pods ?? "110",
   };
-  fs.writeFileSync(
-    path.join(harnessDir, "env"),
-    Object.entries(env)
-      .map(([k, v]) => `${k}=${shq(v)}\n`)
-      .join(""),
-  );
+  fs.writeFileSync(path.join(harnessDir, "env"), shellVars(env));
   let g = opts.gpu;
-  const writeGpu = (): void => {
-    const gpuFile: Record<string, string> = {
-      GPU_NAME: g.name,
-      GPU_MEMORY_MIB: String(g.memoryMiB),
-      GPU_DRIVER: g.driver,
-      GPU_COMPUTE_CAP: g.computeCap,
-      GPU_COUNT: String(g.count),
-      GPU_DRIVER_LOADED: String(g.driverLoaded ?? g.driver !== ""),
-    };
+  const writeGpu = (): void =>
     fs.writeFileSync(
       path.join(harnessDir, "gpu"),
-      Object.entries(gpuFile)
-        .map(([k, v]) => `${k}=${shq(v)}\n`)
-        .join(""),
+      shellVars({
+        GPU_NAME: g.name,
+        GPU_MEMORY_MIB: String(g.memoryMiB),
+        GPU_DRIVER: g.driver,
+        GPU_COMPUTE_CAP: g.computeCap,
+        GPU_COUNT: String(g.count),
+        GPU_DRIVER_LOADED: String(g.driverLoaded ?? g.driver !== ""),
+      }),
     );
-  };
   writeGpu();
   fs.mkdirSync(path.join(harnessDir, "faults"));
   fs.writeFileSync(
@@ -361,9 +416,25 @@ export async function startSshHost(opts: SshHostOptions): Promise<SshHost> {
   );
   const versionFile = path.join(harnessDir, "k3s-version");
   fs.writeFileSync(versionFile, `${opts.k3sVersion ?? "v1.36.4+k3s1"}\n`);
+  return {
+    setK3sVersion: (v: string) => fs.writeFileSync(versionFile, `${v}\n`),
+    setGpu: (gpu: Partial<GpuSpec>) => {
+      g = { ...g, ...gpu };
+      writeGpu();
+    },
+    fault: (name: string, message: string | undefined) => {
+      const f = path.join(harnessDir, "faults", name);
+      if (message === undefined) fs.rmSync(f, { force: true });
+      else fs.writeFileSync(f, message);
+    },
+  };
+}
 
-  // sshd: own host key, own config, root with the test key only.
-  // sshd's own files live in the harness dir: /root (where a test dir may be) is private inside the host.
+/**
+ * sshd's own host key, authorized_keys (root with the test key only) and config, in the harness dir (/root, where
+ * a test dir may be, is private inside the host). Returns the host key line and the config's in-host path.
+ */
+function writeSshdFiles(harnessDir: string, opts: SshHostOptions): { hostKeyLine: string; config: string } {
   const sshdDir = path.join(harnessDir, "sshd");
   fs.mkdirSync(sshdDir, { mode: 0o700 });
   const inHost = (p: string): string => path.join(HARNESS_MOUNT, path.relative(harnessDir, p));
@@ -374,10 +445,9 @@ export async function startSshHost(opts: SshHostOptions): Promise<SshHost> {
     stdio: "ignore",
   });
   const pub = fs.readFileSync(`${hostKey}.pub`, "utf8").trim().split(/\s+/);
-  const hostKeyLine = `${pub[0]} ${pub[1]}`;
   const authorizedKeys = path.join(sshdDir, "authorized_keys");
   fs.writeFileSync(authorizedKeys, `${opts.authorizedKey.trim()}\n`, { mode: 0o600 });
-  if (loginUsers.length > 0) {
+  if ((opts.loginUsers ?? []).length > 0) {
     // sshd reads a user's authorized keys as that user: let the extra users read the (public) key.
     fs.chmodSync(sshdDir, 0o711);
     fs.chmodSync(authorizedKeys, 0o644);
@@ -410,14 +480,32 @@ export async function startSshHost(opts: SshHostOptions): Promise<SshHost> {
       "",
     ].join("\n"),
   );
-  // Privilege-separation dir, normally made by the ssh service unit.
-  fs.mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
+  return { hostKeyLine: `${pub[0]} ${pub[1]}`, config: inHost(sshdConfig) };
+}
 
-  // Mount points on the real machine (empty dirs; the private mounts exist only inside the host).
+/** sshd's privilege-separation dir and the empty mount points on the real machine (the mounts exist only inside). */
+function makeMountPoints(): void {
+  // Normally made by the ssh service unit.
+  fs.mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
   for (const [mnt] of PRIVATE_DIRS) fs.mkdirSync(mnt, { recursive: true });
   fs.mkdirSync(HARNESS_MOUNT, { recursive: true });
   fs.mkdirSync(SHARED_MOUNT, { recursive: true });
+}
 
+/** dir/namespace-setup.sh: run under `unshare`, it makes the host's mounts and then execs sshd. Returns its path. */
+function writeNamespaceSetup(
+  dir: string,
+  opts: SshHostOptions,
+  host: {
+    harnessDir: string;
+    rootDirs: Record<string, string>;
+    etcOverlay: EtcOverlay | undefined;
+    tools: HarnessTools;
+    /** In-host path of sshd_config. */
+    sshdConfig: string;
+  },
+): string {
+  const { harnessDir, rootDirs, etcOverlay, tools } = host;
   const setup = path.join(dir, "namespace-setup.sh");
   const lines = [
     "#!/usr/bin/env bash",
@@ -425,147 +513,27 @@ export async function startSshHost(opts: SshHostOptions): Promise<SshHost> {
     "set -euo pipefail",
     `hostname ${shq(opts.name)}`,
     ...(etcOverlay
-      ? [`mount -t overlay overlay -o lowerdir=/etc,upperdir=${shq(etcUpper)},workdir=${shq(etcWork)} /etc`]
+      ? [
+          `mount -t overlay overlay -o lowerdir=/etc,upperdir=${shq(etcOverlay.upper)},workdir=${shq(etcOverlay.work)} /etc`,
+        ]
       : []),
     `mount --bind ${shq(harnessDir)} ${HARNESS_MOUNT}`,
     `mount -o remount,bind,ro ${HARNESS_MOUNT}`,
-    `mount --bind ${shq(sharedDir)} ${SHARED_MOUNT}`,
-    ...(kubectl !== "" ? [`mount --bind ${shq(kubectl)} ${HARNESS_MOUNT}/bin/kubectl`] : []),
-    ...(checker !== "" ? [`mount --bind ${shq(checker)} ${HARNESS_MOUNT}/bin/forge-edge-checker`] : []),
+    `mount --bind ${shq(tools.sharedDir)} ${SHARED_MOUNT}`,
+    ...(tools.kubectl !== "" ? [`mount --bind ${shq(tools.kubectl)} ${HARNESS_MOUNT}/bin/kubectl`] : []),
+    ...(tools.checker !== ""
+      ? [`mount --bind ${shq(tools.checker)} ${HARNESS_MOUNT}/bin/forge-edge-checker`]
+      : []),
     // Last: the sources above may live under one of these (e.g. /root/.cache).
     ...PRIVATE_DIRS.map(([mnt]) => `mount --bind ${shq(rootDirs[mnt])} ${shq(mnt)}`),
     ...(opts.rancherDiskMiB !== undefined
       ? [`mount -t tmpfs -o size=${Math.floor(opts.rancherDiskMiB)}m tmpfs /var/lib/rancher`]
       : []),
-    `exec /usr/sbin/sshd -D -e -f ${inHost(sshdConfig)}`,
+    `exec /usr/sbin/sshd -D -e -f ${host.sshdConfig}`,
     "",
   ];
   fs.writeFileSync(setup, lines.join("\n"), { mode: 0o755 });
-  const spawnSshd = (): Managed =>
-    spawnLogged(
-      `sshd(${opts.name})`,
-      "/usr/bin/unshare",
-      ["--mount", "--uts", "--propagation", "private", "/bin/bash", setup],
-      path.join(dir, "sshd.log"),
-    );
-  let sshd = spawnSshd();
-
-  const ownNs = mountNsOf(process.pid);
-  // If the test runner dies without stop(), take the host's processes (incl. setsid'd forwarders) down too.
-  const onExit = (): void => {
-    const target = ns ?? mountNsOf(sshd.pid);
-    if (target === undefined || target === ownNs) return;
-    for (const pid of pidsInMountNs(target)) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {
-        /* gone */
-      }
-    }
-  };
-  let ns: string | undefined;
-  let stopped: Promise<number> | undefined;
-  const stop = (): Promise<number> => {
-    stopped ??= (async () => {
-      exitHooks.delete(onExit);
-      const s = Date.now();
-      const target = ns ?? mountNsOf(sshd.pid);
-      const killAll = (sig: NodeJS.Signals): number => {
-        const pids = target !== undefined && target !== ownNs ? pidsInMountNs(target) : [];
-        if (target === undefined || target === ownNs) pids.push(sshd.pid);
-        for (const pid of pids) {
-          try {
-            process.kill(pid, sig);
-          } catch {
-            /* gone */
-          }
-        }
-        return pids.length;
-      };
-      killAll("SIGTERM");
-      const deadline = Date.now() + 3000;
-      while (
-        Date.now() < deadline &&
-        (target !== undefined && target !== ownNs ? pidsInMountNs(target).length : 0) > 0
-      ) {
-        await sleep(50);
-      }
-      if (target !== undefined && target !== ownNs) {
-        const hardDeadline = Date.now() + 5000;
-        while (killAll("SIGKILL") > 0) {
-          if (Date.now() > hardDeadline)
-            throw new Error(`sshHost ${opts.name}: processes in ${target} survive SIGKILL`);
-          await sleep(50);
-        }
-      }
-      await Promise.race([sshd.exited, sleep(2000)]);
-      exitHooks.delete(onExit);
-      return Date.now() - s;
-    })();
-    return stopped;
-  };
-
-  const boot = async (): Promise<void> => {
-    exitHooks.add(onExit);
-    try {
-      await waitFor(
-        `sshd of ${opts.name} on ${opts.ip}:22`,
-        30000,
-        async () => {
-          const info = sshd.exitInfo();
-          if (info !== undefined)
-            throw new WaitAbort(`${info}\n${fs.readFileSync(path.join(dir, "sshd.log"), "utf8")}`);
-          return (await canConnect(opts.ip, 22, 500)) ? true : undefined;
-        },
-        100,
-      );
-      ns = mountNsOf(sshd.pid);
-      if (ns === undefined || ns === ownNs)
-        throw new Error(`sshd of ${opts.name} is not in its own mount namespace`);
-    } catch (e) {
-      await stop();
-      throw e;
-    }
-  };
-  exitHooks.delete(onExit);
-  await boot();
-  const restart = async (): Promise<void> => {
-    await stop();
-    ns = undefined;
-    stopped = undefined;
-    sshd = spawnSshd();
-    await boot();
-  };
-
-  const doublesLog = path.join(rootDirs["/var/log/forge-edge"], "doubles.log");
-  return {
-    name: opts.name,
-    host: opts.ip,
-    port: 22,
-    hostKeyLine,
-    rootDirs,
-    startMs: Date.now() - t0,
-    calls: () =>
-      fs.existsSync(doublesLog)
-        ? fs
-            .readFileSync(doublesLog, "utf8")
-            .split("\n")
-            .filter((l) => l !== "")
-        : [],
-    snapshot: () => snapshotDirs(rootDirs),
-    setK3sVersion: (v: string) => fs.writeFileSync(versionFile, `${v}\n`),
-    setGpu: (gpu: Partial<GpuSpec>) => {
-      g = { ...g, ...gpu };
-      writeGpu();
-    },
-    fault: (name: string, message: string | undefined) => {
-      const f = path.join(harnessDir, "faults", name);
-      if (message === undefined) fs.rmSync(f, { force: true });
-      else fs.writeFileSync(f, message);
-    },
-    restart,
-    stop,
-  };
+  return setup;
 }
 
 function snapshotDirs(rootDirs: Record<string, string>): Record<string, string> {

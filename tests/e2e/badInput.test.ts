@@ -3,13 +3,10 @@
  * names the stack and the key, and nothing runs on the node.
  */
 import * as assert from "node:assert/strict";
-import * as fs from "node:fs";
-import * as os from "node:os";
-import * as path from "node:path";
 
-import { run } from "../../program";
-import { EngineStack, openStack, PROJECT } from "../../harness/engine";
-import { ConfigEntry, Site, stackFileValues, startSite } from "../../harness/site";
+import { EngineStack, PROJECT } from "../../harness/engine";
+import { useSite } from "../../harness/fixture";
+import { ConfigEntry, Site, stackFileValues } from "../../harness/site";
 import { SkuName } from "../../config/skus";
 import { BAD_CONFIGS } from "../badConfigs";
 
@@ -17,17 +14,15 @@ describe("e2e: broken stack configs are refused by pulumi preview before any nod
   this.timeout(20 * 60_000);
   let site: Site;
   let es: EngineStack;
-  let dir: string;
 
-  before(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), "forge-e2e-bad-"));
-    site = await startSite({ sku: "p40", dir, ipBase: 40 });
-    es = await openStack({ stackName: "bad-input", dir, config: site.config, program: async () => run() });
-  });
-
-  after(async () => {
-    await site?.stop();
-    fs.rmSync(dir, { recursive: true, force: true });
+  useSite(this, {
+    name: "bad",
+    stackName: "bad-input",
+    sku: "p40",
+    ipBase: 40,
+    ready: (f) => {
+      ({ site, es } = f);
+    },
   });
 
   it("has at least 20 distinct broken configurations", () => {

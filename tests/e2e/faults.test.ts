@@ -6,13 +6,14 @@
 import * as assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
+import * as net from "node:net";
 import * as path from "node:path";
 
-import { run } from "../../program";
-import { EngineStack, openStack, PROJECT, projectCopy } from "../../harness/engine";
+import { EngineStack, PROJECT, projectCopy } from "../../harness/engine";
+import { useSite } from "../../harness/fixture";
+import { killSession, processCpu, sessionMembers } from "../../harness/processes";
 import { loadToolchain } from "../../harness/toolchain";
-import { Site, SiteNode, startSite } from "../../harness/site";
+import { Site, SiteNode } from "../../harness/site";
 
 const NODES: SiteNode[] = [
   { name: "p40-01", role: "server" },
@@ -37,17 +38,18 @@ describe("e2e: faults and secrets on a two-node P40 site", function () {
   let dir: string;
   const [server, agent] = [0, 1];
 
-  before(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), "forge-e2e-faults-"));
-    site = await startSite({ sku: "p40", dir, nodes: NODES, ipBase: 80 });
-    es = await openStack({ stackName: "faults", dir, config: site.config, program: async () => run() });
-  });
-
-  after(async () => {
-    console.log("\n  fault measurements:");
-    for (const [k, v] of Object.entries(MEASURED)) console.log(`    ${k}: ${v}`);
-    await site?.stop();
-    fs.rmSync(dir, { recursive: true, force: true });
+  useSite(this, {
+    name: "faults",
+    sku: "p40",
+    nodes: NODES,
+    ipBase: 80,
+    ready: (f) => {
+      ({ site, es, dir } = f);
+    },
+    beforeStop: () => {
+      console.log("\n  fault measurements:");
+      for (const [k, v] of Object.entries(MEASURED)) console.log(`    ${k}: ${v}`);
+    },
   });
 
   it("an unreachable host fails only its own steps, in bounded time, and the rest of the site serves", async () => {
@@ -68,6 +70,28 @@ describe("e2e: faults and secrets on a two-node P40 site", function () {
       status: { conditions: { type: string; status: string }[] };
     };
     assert.equal(node.status.conditions.find((c) => c.type === "Ready")?.status, "True");
+  });
+
+  it("a host that accepts TCP but never speaks SSH fails its node within the probe's bound, naming the node", async () => {
+    // What the real provider would hang on forever: its perDialTimeout bounds only the TCP connect.
+    const silent = net.createServer(() => undefined); // accepts, then says nothing
+    const held: net.Socket[] = [];
+    silent.on("connection", (s) => held.push(s));
+    await new Promise<void>((r) => silent.listen(site.hosts[agent].port, site.hosts[agent].host, r));
+    try {
+      const t = Date.now();
+      await assert.rejects(es.stack.up(), (e: Error) => {
+        assert.match(e.message, /node p40-02 \(127\.[0-9.]+:22\) accepted no SSH session within 20s/);
+        assert.match(e.message, /accepted TCP but sent no SSH version line/);
+        return true;
+      });
+      MEASURED["silent-ssh-host"] =
+        `up failed after ${((Date.now() - t) / 1000).toFixed(1)} s (probe bound 20 s)`;
+      assert.ok(held.length > 0, "the probe reached the silent host");
+    } finally {
+      for (const s of held) s.destroy();
+      await new Promise((r) => silent.close(r));
+    }
   });
 
   it("a bootstrap step failing halfway leaves the node re-runnable, and a rerun converges", async () => {
@@ -119,8 +143,23 @@ describe("e2e: faults and secrets on a two-node P40 site", function () {
       await new Promise((r) => setTimeout(r, 100));
     }
     assert.ok(Date.now() < end, "the CLI never reached the agent's install");
-    process.kill(-cli.pid!, "SIGKILL"); // the CLI, its language host, program and plugins
+    // SIGKILL reaches the CLI's process group only: the CLI starts every plugin (language host, providers) in a
+    // group of its own, so they outlive it. They all stay in the CLI's session (it was started with setsid), which
+    // is how the drill finds and reaps them — and the cleanup a user needs after `kill -9` (see the README).
+    process.kill(-cli.pid!, "SIGKILL");
     assert.notEqual(await exited, 0);
+    // What the orphans do once their engine is gone (the issue saw the program spin and grow): measured, then reaped.
+    const usage = await processCpu(sessionMembers(cli.pid!));
+    const orphans = await killSession(cli.pid!);
+    assert.deepEqual(
+      sessionMembers(cli.pid!).map((p) => p.command),
+      [],
+      "every process the killed CLI started was reaped",
+    );
+    MEASURED["killed-up orphans"] =
+      `${orphans.length} process(es) outlived the killed CLI (cores used over 3 s): ${usage
+        .map((u) => `${path.basename(u.info.command.split(" ")[0])} ${u.cores.toFixed(2)}`)
+        .join(", ")}`;
     assert.match(
       site.hosts[server].calls().join("\n"),
       /INSTALL_K3S_VERSION=v1\.36\.5\+k3s1/,

@@ -4,13 +4,10 @@
  * admission, quota, eviction and endpoint updates are the real control plane's; only the kubelet is kwok.
  */
 import * as assert from "node:assert/strict";
-import * as fs from "node:fs";
-import * as os from "node:os";
-import * as path from "node:path";
 
-import { run } from "../../program";
-import { EngineStack, openStack, PROJECT } from "../../harness/engine";
-import { Site, startSite } from "../../harness/site";
+import { EngineStack, PROJECT } from "../../harness/engine";
+import { useSite } from "../../harness/fixture";
+import { Site } from "../../harness/site";
 
 const NS = "forge-cognition";
 const BATCH_NS = "forge-batch";
@@ -78,7 +75,6 @@ describe("e2e: the design's guarantees on a simulated P40 site", function () {
   this.timeout(20 * 60_000);
   let site: Site;
   let es: EngineStack;
-  let dir: string;
 
   const pods = async (ns: string, selector: string): Promise<Pod[]> =>
     (
@@ -95,26 +91,41 @@ describe("e2e: the design's guarantees on a simulated P40 site", function () {
       { spec: { replicas } },
       "application/merge-patch+json",
     );
+  /** Drives a pod's readiness as a kubelet would after its probe (kwok has no prober). */
+  const setPodReady = (name: string, status: "True" | "False") =>
+    site.kube.send(
+      "PATCH",
+      `/api/v1/namespaces/${NS}/pods/${name}/status`,
+      {
+        status: {
+          conditions: [
+            { type: "Ready", status, lastTransitionTime: new Date().toISOString() },
+            { type: "ContainersReady", status, lastTransitionTime: new Date().toISOString() },
+          ],
+        },
+      },
+      "application/strategic-merge-patch+json",
+    );
   const createPod = (pod: ReturnType<typeof slicePod>) =>
     site.kube.request("POST", `/api/v1/namespaces/${pod.metadata.namespace}/pods`, pod);
 
-  before(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), "forge-e2e-drills-"));
-    site = await startSite({ sku: "p40", dir, ipBase: 60 });
-    es = await openStack({ stackName: "drills", dir, config: site.config, program: async () => run() });
-    await es.stack.up();
-    await site.kube.send("POST", "/api/v1/namespaces", { metadata: { name: BATCH_NS } });
-  });
-
-  after(async () => {
-    console.log("\n  guarantee measurements:");
-    for (const [k, v] of Object.entries(MEASURED)) console.log(`    ${k}: ${v}`);
-    await site?.kube
-      .send("DELETE", `/api/v1/namespaces/${BATCH_NS}`, undefined, undefined, true)
-      .catch(() => undefined);
-    await es?.stack.destroy().catch((e: Error) => console.error(e.message));
-    await site?.stop();
-    fs.rmSync(dir, { recursive: true, force: true });
+  useSite(this, {
+    name: "drills",
+    sku: "p40",
+    ipBase: 60,
+    ready: async (f) => {
+      ({ site, es } = f);
+      await es.stack.up();
+      await site.kube.send("POST", "/api/v1/namespaces", { metadata: { name: BATCH_NS } });
+    },
+    beforeStop: async () => {
+      console.log("\n  guarantee measurements:");
+      for (const [k, v] of Object.entries(MEASURED)) console.log(`    ${k}: ${v}`);
+      await site?.kube
+        .send("DELETE", `/api/v1/namespaces/${BATCH_NS}`, undefined, undefined, true)
+        .catch(() => undefined);
+    },
+    destroy: true,
   });
 
   it("the node advertises replicas × GPUs slices and exactly that many one-slice pods run", async () => {
@@ -186,16 +197,44 @@ describe("e2e: the design's guarantees on a simulated P40 site", function () {
       `refused: requests.nvidia.com/gpu=2, requests.memory=40Gi, and pod ${inNs + accepted + 1} (pods: 10)`;
   });
 
-  it("an eviction that would break the PodDisruptionBudget is refused", async () => {
-    const [pod] = (await inferencePods()).filter(running);
-    const r = await site.kube.request("POST", `/api/v1/namespaces/${NS}/pods/${pod.metadata.name}/eviction`, {
-      apiVersion: "policy/v1",
-      kind: "Eviction",
-      metadata: { name: pod.metadata.name, namespace: NS },
+  it("the disruption budget keeps the last serving replica and never holds back an unhealthy one", async () => {
+    // Two replicas (the HPA's way: the scale subresource), one of them unready: the budget (maxUnavailable 1) is
+    // spent, so evicting the serving one is refused, while the unready one may go (unhealthyPodEvictionPolicy
+    // AlwaysAllow) — a broken pod never blocks a drain.
+    await site.kube.send("DELETE", `/api/v1/namespaces/${BATCH_NS}/pods?labelSelector=drill%3Dtrue`);
+    await scaleInference(2);
+    const [healthy, broken] = await until("two inference pods to run", async () => {
+      const ps = (await inferencePods()).filter(running);
+      return ps.length === 2 && ps;
     });
-    assert.equal(r.status, 429, r.body);
-    assert.match(r.body, /disruption budget/);
-    MEASURED["pdb"] = "eviction of the only inference pod: HTTP 429 (would violate the disruption budget)";
+    await setPodReady(broken.metadata.name, "False");
+    const pdbPath = `/apis/policy/v1/namespaces/${NS}/poddisruptionbudgets/inference-server`;
+    await until("the budget to be spent", async () => {
+      const pdb = (await site.kube.get(pdbPath)) as {
+        status?: { disruptionsAllowed?: number; currentHealthy?: number };
+      };
+      return pdb.status?.currentHealthy === 1 && pdb.status.disruptionsAllowed === 0;
+    });
+    const evict = (name: string) =>
+      site.kube.request("POST", `/api/v1/namespaces/${NS}/pods/${name}/eviction`, {
+        apiVersion: "policy/v1",
+        kind: "Eviction",
+        metadata: { name, namespace: NS },
+      });
+    const refused = await evict(healthy.metadata.name);
+    assert.equal(refused.status, 429, refused.body);
+    assert.match(refused.body, /disruption budget/);
+    const allowed = await evict(broken.metadata.name);
+    assert.equal(allowed.status, 201, allowed.body);
+    MEASURED["pdb"] =
+      "2 replicas, 1 unready: evicting the serving one HTTP 429 (budget spent), the unready one HTTP 201 (AlwaysAllow)";
+    await scaleInference(1);
+    await until("one ready inference pod", async () => {
+      const ps = (await inferencePods()).filter(running);
+      return (
+        ps.length === 1 && ps[0].status.conditions?.some((c) => c.type === "Ready" && c.status === "True")
+      );
+    });
   });
 
   it("an unready inference pod leaves the Service endpoints and comes back when ready", async () => {
@@ -210,20 +249,7 @@ describe("e2e: the design's guarantees on a simulated P40 site", function () {
       return ep?.conditions?.ready;
     };
     assert.equal(await until("the endpoint to be ready", endpointReady), true);
-    const setReady = (status: "True" | "False") =>
-      site.kube.send(
-        "PATCH",
-        `/api/v1/namespaces/${NS}/pods/${pod.metadata.name}/status`,
-        {
-          status: {
-            conditions: [
-              { type: "Ready", status, lastTransitionTime: new Date().toISOString() },
-              { type: "ContainersReady", status, lastTransitionTime: new Date().toISOString() },
-            ],
-          },
-        },
-        "application/strategic-merge-patch+json",
-      );
+    const setReady = (status: "True" | "False") => setPodReady(pod.metadata.name, status);
     let t = Date.now();
     await setReady("False");
     await until("the endpoint to turn unready", async () => (await endpointReady()) === false);

@@ -4,19 +4,31 @@
  * runs it, up, a no-op preview and up, destroy — and no secret shows up in plaintext anywhere.
  */
 import * as assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 
-import { SkuName } from "../../config/skus";
-import { run } from "../../program";
-import { EngineStack, openStack } from "../../harness/engine";
-import { Site, startSite } from "../../harness/site";
-import { readKubeconfig } from "../../harness/controlPlane";
+import { SKU_NAMES, SkuName } from "../../config/skus";
+import { EngineStack } from "../../harness/engine";
+import { useSite } from "../../harness/fixture";
+import { readKubeconfig } from "../../harness/kubeClient";
+import { Site } from "../../harness/site";
+import { checkerPath } from "../../harness/toolchain";
 
-const SKUS: SkuName[] = ["thor", "rtx4000", "p40"];
+const SKUS = SKU_NAMES;
 /** Slices each SKU's stack file asks for (1 GPU per node). */
 const SLICES: Record<SkuName, number> = { thor: 4, rtx4000: 4, p40: 2 };
+/**
+ * The K3s each run installs: the stack files' default (containerd 2, `config-v3.toml.tmpl`) and, on the P40 site,
+ * a release that still bundles containerd 1.7 (`config.toml.tmpl`, version-2 schema), so both template
+ * generations go through K3s's rendering and containerd's own loader.
+ */
+const K3S: Partial<Record<SkuName, string>> = { p40: "v1.31.5+k3s1" };
+
+interface RuntimeClass {
+  handler: string;
+  metadata: { annotations?: Record<string, string>; managedFields?: { manager: string }[] };
+}
 
 interface Timing {
   [op: string]: number;
@@ -46,29 +58,28 @@ for (const sku of SKUS) {
     this.timeout(20 * 60_000);
     let site: Site;
     let es: EngineStack;
-    let dir: string;
     let pristine: Record<string, string>[];
     const output: string[] = [];
     const secrets: string[] = [];
     const onOutput = (s: string) => output.push(s);
     const hostCalls = () => site.hosts.flatMap((h) => h.calls());
 
-    before(async () => {
-      dir = fs.mkdtempSync(path.join(os.tmpdir(), `forge-e2e-${sku}-`));
-      site = await startSite({ sku, dir });
-      pristine = site.hosts.map((h) => h.snapshot());
-      es = await openStack({ stackName: `e2e-${sku}`, dir, config: site.config, program: async () => run() });
-      const admin = readKubeconfig(site.controlPlane.kubeconfigPath);
-      secrets.push(
-        ...site.key.privateKeyPem.split("\n").filter((l) => l.length > 40),
-        admin.keyPem.split("\n")[1],
-      );
-    });
-
-    after(async () => {
-      if (process.env.FORGE_E2E_KEEP) return;
-      await site?.stop();
-      fs.rmSync(dir, { recursive: true, force: true });
+    useSite(this, {
+      name: sku,
+      stackName: `e2e-${sku}`,
+      sku,
+      config: (s) => (K3S[sku] ? { ...s.config, k3sVersion: { value: K3S[sku] } } : s.config),
+      ready: (f) => {
+        ({ site, es } = f);
+        // openStack only writes the stack's settings: the hosts are as startSite left them.
+        pristine = site.hosts.map((h) => h.snapshot());
+        const admin = readKubeconfig(site.controlPlane.kubeconfigPath);
+        secrets.push(
+          ...site.key.privateKeyPem.split("\n").filter((l) => l.length > 40),
+          admin.keyPem.split("\n")[1],
+        );
+      },
+      keepIfEnv: "FORGE_E2E_KEEP",
     });
 
     it("preview plans every resource and touches no node", async () => {
@@ -134,6 +145,53 @@ for (const sku of SKUS) {
       assert.equal(mode, 0o600, "the kubeconfig on the node is root-only");
     });
 
+    it("the containerd config K3s rendered on the node loads in containerd with the nvidia runtime", () => {
+      const rendered = path.join(
+        site.hosts[0].rootDirs["/var/lib/rancher"],
+        "k3s/agent/etc/containerd/config.toml",
+      );
+      // containerd's own loader (and its v2→v3 migration) on what landed, not a regex.
+      const out = execFileSync(checkerPath(), ["check-containerd", rendered], { encoding: "utf8" });
+      assert.match(out, /nvidia.*BinaryName.*nvidia-container-runtime/s);
+      const version = K3S[sku] ?? "v1.36.4+k3s1";
+      assert.match(
+        fs.readFileSync(rendered, "utf8"),
+        version.startsWith("v1.31.5") ? /^version = 2/m : /^version = 3/m,
+      );
+    });
+
+    it("adopts K3s's own RuntimeClass nvidia instead of creating one", async () => {
+      const rc = (await site.kube.get("/apis/node.k8s.io/v1/runtimeclasses/nvidia")) as RuntimeClass;
+      assert.equal(rc.handler, "nvidia");
+      // K3s's packaged runtimes addon created it (its objectset annotations), before the stack ran.
+      assert.equal(rc.metadata.annotations?.["objectset.rio.cattle.io/owner-name"], "runtimes");
+      const managers = (rc.metadata.managedFields ?? []).map((f) => f.manager);
+      assert.ok(
+        managers.some((m) => m.startsWith("pulumi")),
+        `managers: ${managers.join(", ")}`,
+      );
+    });
+
+    it("a label missing from a registered node converges on the next up --refresh", async () => {
+      // K3s applies node-label only while it starts, and never removes one: a node registered under an older
+      // config, or edited by hand, keeps what it has. The stack's NodePatch owns the labels on every up.
+      const nodePath = `/api/v1/nodes/${sku}-01`;
+      await site.kube.send(
+        "PATCH",
+        nodePath,
+        { metadata: { labels: { "forge-edge.io/sku": null } } },
+        "application/merge-patch+json",
+      );
+      const before = (await site.kube.get(nodePath)) as { metadata: { labels: Record<string, string> } };
+      assert.equal(before.metadata.labels["forge-edge.io/sku"], undefined);
+      const calls = hostCalls().length;
+      const res = await es.stack.up({ onOutput, refresh: true });
+      assert.equal(res.summary.result, "succeeded");
+      const after = (await site.kube.get(nodePath)) as { metadata: { labels: Record<string, string> } };
+      assert.equal(after.metadata.labels["forge-edge.io/sku"], sku);
+      assert.equal(hostCalls().length, calls, "restoring a label ran nothing on the node");
+    });
+
     it("a second preview expects no changes and a second up runs no remote command", async () => {
       await timed(sku, "preview-noop", () => es.stack.preview({ onOutput, expectNoChanges: true }));
       const before = hostCalls().length;
@@ -166,6 +224,11 @@ for (const sku of SKUS) {
         "namespace forge-cognition to go",
         async () => (await site.kube.get("/api/v1/namespaces/forge-cognition")) === undefined,
       );
+      // K3s's own object stays: the cluster (K3s's datastore) owns it, not the stack.
+      const rc = (await site.kube.get("/apis/node.k8s.io/v1/runtimeclasses/nvidia")) as
+        | RuntimeClass
+        | undefined;
+      assert.equal(rc?.handler, "nvidia", "destroy deleted K3s's RuntimeClass nvidia");
       for (const p of [
         "/apis/scheduling.k8s.io/v1/priorityclasses/forge-llm-critical",
         "/api/v1/namespaces/nvidia-device-plugin",

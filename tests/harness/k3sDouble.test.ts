@@ -11,7 +11,8 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 
-import { KubeClient, startControlPlane, type ControlPlane } from "../../harness/controlPlane";
+import { startControlPlane, type ControlPlane } from "../../harness/controlPlane";
+import { KubeClient } from "../../harness/kubeClient";
 import { makeAirgapBundle, makeKeyPair, sshRun, startSshHost, type SshHost } from "../../harness/sshHost";
 import { checkerPath } from "../../harness/toolchain";
 

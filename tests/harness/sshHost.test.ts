@@ -3,7 +3,9 @@ import { execFileSync, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { KubeClient, startControlPlane, waitFor, type ControlPlane } from "../../harness/controlPlane";
+import { startControlPlane, type ControlPlane } from "../../harness/controlPlane";
+import { KubeClient } from "../../harness/kubeClient";
+import { waitFor } from "../../harness/proc";
 import {
   makeAirgapBundle,
   makeKeyPair,
