@@ -5,6 +5,7 @@ import * as path from "node:path";
 import { kubeletMemoryArgs, SkuProfile } from "../config/skus";
 import { AirgapConfig, NodeConfig, RegistriesConfig } from "../config/stack";
 import { remoteCommand, ScriptParams } from "../scripts/render";
+import { NODE_LABELS } from "./names";
 import { sshProbeCommand } from "./sshProbe";
 
 /** Air-gap staging directory: owned by the SSH user (CopyToRemote writes over SFTP as that user). */
@@ -174,10 +175,10 @@ export function runtimeParams(
 /** Labels K3s applies at registration: the device plugin's affinity and our scheduling keys, no NFD needed. */
 export function nodeLabels(node: NodeConfig, sku: SkuProfile): string[] {
   return [
-    "nvidia.com/gpu.present=true",
-    `forge-edge.io/sku=${sku.name}`,
-    `forge-edge.io/gpu-count=${node.gpus}`,
-    `forge-edge.io/device-discovery=${sku.deviceDiscovery}`,
+    `${NODE_LABELS.gpuPresent}=true`,
+    `${NODE_LABELS.sku}=${sku.name}`,
+    `${NODE_LABELS.gpuCount}=${node.gpus}`,
+    `${NODE_LABELS.deviceDiscovery}=${sku.deviceDiscovery}`,
   ];
 }
 

@@ -3,15 +3,19 @@ import * as pulumi from "@pulumi/pulumi";
 import * as yaml from "js-yaml";
 
 import { SkuProfile } from "../config/skus";
-import { sha256 } from "../scripts/render";
+import {
+  ANNOTATIONS,
+  configHash,
+  DCGM_EXPORTER,
+  DEVICE_PLUGIN,
+  GPU_RESOURCE,
+  gpuNodeSelector,
+  NODE_LABELS,
+  PRIORITY_CLASSES,
+  PULUMI_ANNOTATIONS,
+  RUNTIME_CLASS,
+} from "./names";
 
-export const DEVICE_PLUGIN_NAMESPACE = "nvidia-device-plugin";
-export const RUNTIME_CLASS = "nvidia";
-const DEVICE_PLUGIN_LABELS = { "app.kubernetes.io/name": "nvidia-device-plugin" };
-const DCGM_LABELS = { "app.kubernetes.io/name": "dcgm-exporter" };
-const CONFIG_HASH_ANNOTATION = "forge-edge.io/config-sha256";
-/** pulumi-kubernetes reads its await timeout from this annotation on create, update and delete. */
-const TIMEOUT_ANNOTATION = "pulumi.com/timeoutSeconds";
 /** A DaemonSet pod's share of a rollout: the old pod's default grace period plus a first image pull. */
 export const DAEMONSET_POD_ROLLOUT_SECONDS = 30 + 600;
 
@@ -72,7 +76,7 @@ export class GpuSharing extends pulumi.ComponentResource {
       `${name}-namespace`,
       {
         metadata: {
-          name: DEVICE_PLUGIN_NAMESPACE,
+          name: DEVICE_PLUGIN.namespace,
           // The plugin mounts host paths (the kubelet's device-plugin socket directory).
           labels: { "pod-security.kubernetes.io/enforce": "privileged" },
         },
@@ -84,14 +88,14 @@ export class GpuSharing extends pulumi.ComponentResource {
     this.config = new k8s.core.v1.ConfigMap(
       `${name}-time-slicing`,
       {
-        metadata: { name: "nvidia-device-plugin-config", namespace: DEVICE_PLUGIN_NAMESPACE },
+        metadata: { name: DEVICE_PLUGIN.configMap, namespace: DEVICE_PLUGIN.namespace },
         data: { "config.yaml": configText },
       },
       inNs,
     );
     this.devicePlugin = new k8s.apps.v1.DaemonSet(
       `${name}-device-plugin`,
-      devicePluginSpec(args, sha256(configText)),
+      devicePluginSpec(args, configHash(configText)),
       { ...inNs, dependsOn: [ns, this.runtimeClass, this.config] },
     );
 
@@ -99,14 +103,14 @@ export class GpuSharing extends pulumi.ComponentResource {
       const counters = new k8s.core.v1.ConfigMap(
         `${name}-dcgm-metrics`,
         {
-          metadata: { name: "dcgm-exporter-metrics", namespace: DEVICE_PLUGIN_NAMESPACE },
+          metadata: { name: DCGM_EXPORTER.configMap, namespace: DEVICE_PLUGIN.namespace },
           data: { "metrics.csv": dcgmCounters(args.sku) },
         },
         inNs,
       );
       this.dcgmExporter = new k8s.apps.v1.DaemonSet(
         `${name}-dcgm-exporter`,
-        dcgmExporterSpec(args.dcgmExporterImage, sha256(dcgmCounters(args.sku)), args.gpuNodes),
+        dcgmExporterSpec(args.dcgmExporterImage, configHash(dcgmCounters(args.sku)), args.gpuNodes),
         { ...inNs, dependsOn: [ns, this.runtimeClass, counters] },
       );
     }
@@ -136,7 +140,7 @@ export function timeSlicingConfig(sku: SkuProfile, replicas: number): string {
           renameByDefault: false,
           // A request for two slices would get no more compute than one: refuse it instead.
           failRequestsGreaterThanOne: true,
-          resources: [{ name: "nvidia.com/gpu", replicas }],
+          resources: [{ name: GPU_RESOURCE, replicas }],
         },
       },
     },
@@ -146,23 +150,23 @@ export function timeSlicingConfig(sku: SkuProfile, replicas: number): string {
 
 export function devicePluginSpec(
   args: GpuSharingArgs,
-  configHash: string,
+  configSha256: string,
 ): k8s.types.input.apps.v1.DaemonSet {
   return {
     metadata: {
-      name: "nvidia-device-plugin-daemonset",
-      namespace: DEVICE_PLUGIN_NAMESPACE,
-      labels: DEVICE_PLUGIN_LABELS,
-      annotations: { [TIMEOUT_ANNOTATION]: String(daemonSetAwaitSeconds(args.gpuNodes)) },
+      name: DEVICE_PLUGIN.daemonSet,
+      namespace: DEVICE_PLUGIN.namespace,
+      labels: DEVICE_PLUGIN.labels,
+      annotations: { [PULUMI_ANNOTATIONS.timeoutSeconds]: String(daemonSetAwaitSeconds(args.gpuNodes)) },
     },
     spec: {
-      selector: { matchLabels: DEVICE_PLUGIN_LABELS },
+      selector: { matchLabels: DEVICE_PLUGIN.labels },
       updateStrategy: { type: "RollingUpdate" },
       template: {
         metadata: {
-          labels: DEVICE_PLUGIN_LABELS,
+          labels: DEVICE_PLUGIN.labels,
           // The plugin reads its config at start: a new config rolls the pods.
-          annotations: { [CONFIG_HASH_ANNOTATION]: configHash },
+          annotations: { [ANNOTATIONS.configHash]: configSha256 },
         },
         spec: {
           // Without the nvidia runtime the plugin sees no NVML/Tegra libraries and crash-loops.
@@ -170,14 +174,14 @@ export function devicePluginSpec(
           priorityClassName: "system-node-critical",
           tolerations: [
             { key: "CriticalAddonsOnly", operator: "Exists" },
-            { key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" },
+            { key: GPU_RESOURCE, operator: "Exists", effect: "NoSchedule" },
           ],
           // Works without Node Feature Discovery: K3s labels our GPU nodes at registration.
           affinity: {
             nodeAffinity: {
               requiredDuringSchedulingIgnoredDuringExecution: {
                 nodeSelectorTerms: [
-                  { matchExpressions: [{ key: "nvidia.com/gpu.present", operator: "In", values: ["true"] }] },
+                  { matchExpressions: [{ key: NODE_LABELS.gpuPresent, operator: "In", values: ["true"] }] },
                 ],
               },
             },
@@ -207,7 +211,7 @@ export function devicePluginSpec(
             {
               name: "config",
               configMap: {
-                name: "nvidia-device-plugin-config",
+                name: DEVICE_PLUGIN.configMap,
                 items: [{ key: "config.yaml", path: "config.yaml" }],
               },
             },
@@ -244,23 +248,23 @@ export function dcgmExporterSpec(
 ): k8s.types.input.apps.v1.DaemonSet {
   return {
     metadata: {
-      name: "dcgm-exporter",
-      namespace: DEVICE_PLUGIN_NAMESPACE,
-      labels: DCGM_LABELS,
-      annotations: { [TIMEOUT_ANNOTATION]: String(daemonSetAwaitSeconds(gpuNodes)) },
+      name: DCGM_EXPORTER.name,
+      namespace: DEVICE_PLUGIN.namespace,
+      labels: DCGM_EXPORTER.labels,
+      annotations: { [PULUMI_ANNOTATIONS.timeoutSeconds]: String(daemonSetAwaitSeconds(gpuNodes)) },
     },
     spec: {
-      selector: { matchLabels: DCGM_LABELS },
+      selector: { matchLabels: DCGM_EXPORTER.labels },
       template: {
-        metadata: { labels: DCGM_LABELS, annotations: { [CONFIG_HASH_ANNOTATION]: countersHash } },
+        metadata: { labels: DCGM_EXPORTER.labels, annotations: { [ANNOTATIONS.configHash]: countersHash } },
         spec: {
           runtimeClassName: RUNTIME_CLASS,
-          priorityClassName: "forge-normal",
-          tolerations: [{ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" }],
-          nodeSelector: { "nvidia.com/gpu.present": "true" },
+          priorityClassName: PRIORITY_CLASSES.normal.name,
+          tolerations: [{ key: GPU_RESOURCE, operator: "Exists", effect: "NoSchedule" }],
+          nodeSelector: gpuNodeSelector(),
           containers: [
             {
-              name: "dcgm-exporter",
+              name: DCGM_EXPORTER.name,
               image,
               args: ["-f", "/etc/dcgm-exporter/metrics.csv"],
               env: [
@@ -277,7 +281,7 @@ export function dcgmExporterSpec(
             },
           ],
           volumes: [
-            { name: "metrics", configMap: { name: "dcgm-exporter-metrics" } },
+            { name: "metrics", configMap: { name: DCGM_EXPORTER.configMap } },
             { name: "pod-resources", hostPath: { path: "/var/lib/kubelet/pod-resources" } },
           ],
         },

@@ -3,15 +3,18 @@ import * as pulumi from "@pulumi/pulumi";
 
 import { SkuProfile } from "../config/skus";
 import { InferenceConfig } from "../config/stack";
-import { sha256 } from "../scripts/render";
-import { RUNTIME_CLASS } from "./gpuSharing";
-import { NAMESPACE } from "./platform";
+import {
+  ANNOTATIONS,
+  configHash,
+  GPU_RESOURCE,
+  gpuNodeSelector,
+  INFERENCE,
+  NAMESPACE,
+  PRIORITY_CLASSES,
+  PULUMI_ANNOTATIONS,
+  RUNTIME_CLASS,
+} from "./names";
 
-export const APP = "inference-server";
-const LABELS = { app: APP };
-const CONFIG_MAP = "inference-config";
-/** pulumi-kubernetes reads its await timeout from this annotation on create, update and delete. */
-export const TIMEOUT_ANNOTATION = "pulumi.com/timeoutSeconds";
 /** What a rollout may spend on one replica besides the model load. */
 export const ROLLOUT = {
   terminationGraceSeconds: 60,
@@ -62,12 +65,12 @@ export class InferenceStack extends pulumi.ComponentResource {
     const data = configData(args.inference);
     const config = new k8s.core.v1.ConfigMap(
       `${name}-config`,
-      { metadata: { name: CONFIG_MAP, namespace: NAMESPACE, labels: LABELS }, data },
+      { metadata: { name: INFERENCE.configMap, namespace: NAMESPACE, labels: INFERENCE.labels }, data },
       child,
     );
     this.deployment = new k8s.apps.v1.Deployment(
       `${name}-deployment`,
-      deploymentSpec(args.inference, sha256(JSON.stringify(data)), args.storage, args),
+      deploymentSpec(args.inference, configHash(data), args.storage, args),
       { parent: this, dependsOn: [config], ignoreChanges: DEPLOYMENT_IGNORE_CHANGES },
     );
     this.service = new k8s.core.v1.Service(`${name}-service`, serviceSpec(args.inference, args.nodePort), {
@@ -110,7 +113,7 @@ export function modelsVolume(storage: {
     name: "models",
     ephemeral: {
       volumeClaimTemplate: {
-        metadata: { labels: LABELS },
+        metadata: { labels: INFERENCE.labels },
         spec: {
           accessModes: ["ReadWriteOnce"],
           // local-path binds on first consumer, so the volume is made on the node the scheduler picked.
@@ -165,34 +168,36 @@ export function deploymentAwaitSeconds(
 
 export function deploymentSpec(
   inf: InferenceConfig,
-  configHash: string,
+  configSha256: string,
   storage: { size: string; storageClass: string },
   site: { gpuNodes: number; entryNode: string },
 ): k8s.types.input.apps.v1.Deployment {
   const http = { path: "/health", port: "http" };
   return {
     metadata: {
-      name: APP,
+      name: INFERENCE.name,
       namespace: NAMESPACE,
-      labels: LABELS,
+      labels: INFERENCE.labels,
       // A healthy rollout of a slow-loading model outlives the provider's 10-minute default wait.
-      annotations: { [TIMEOUT_ANNOTATION]: String(deploymentAwaitSeconds(inf, site.gpuNodes)) },
+      annotations: {
+        [PULUMI_ANNOTATIONS.timeoutSeconds]: String(deploymentAwaitSeconds(inf, site.gpuNodes)),
+      },
     },
     spec: {
       // Only the initial count: the HPA owns it afterwards (see DEPLOYMENT_IGNORE_CHANGES).
       replicas: inf.replicas,
-      selector: { matchLabels: LABELS },
+      selector: { matchLabels: INFERENCE.labels },
       // Every slice may be taken: surging a new pod would wait for a slice forever. Replace one at a time.
       strategy: { type: "RollingUpdate", rollingUpdate: { maxSurge: 0, maxUnavailable: 1 } },
       progressDeadlineSeconds: replicaRolloutSeconds(inf),
       template: {
         metadata: {
-          labels: LABELS,
+          labels: INFERENCE.labels,
           // A changed inference-config rolls the pods by itself: no manual `rollout restart`.
-          annotations: { "forge-edge.io/config-sha256": configHash },
+          annotations: { [ANNOTATIONS.configHash]: configSha256 },
         },
         spec: {
-          priorityClassName: "forge-llm-critical",
+          priorityClassName: PRIORITY_CLASSES.llmCritical.name,
           runtimeClassName: RUNTIME_CLASS,
           automountServiceAccountToken: false,
           terminationGracePeriodSeconds: ROLLOUT.terminationGraceSeconds,
@@ -203,8 +208,8 @@ export function deploymentSpec(
             fsGroup: 1000,
             seccompProfile: { type: "RuntimeDefault" },
           },
-          tolerations: [{ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" }],
-          nodeSelector: { "nvidia.com/gpu.present": "true" },
+          tolerations: [{ key: GPU_RESOURCE, operator: "Exists", effect: "NoSchedule" }],
+          nodeSelector: gpuNodeSelector(),
           // Spread replicas over the GPU nodes: a drain then takes down one replica, and more nodes serve the
           // NodePort locally (externalTrafficPolicy: Local); the entry node first, so the `endpoint` output
           // serves. Both soft: a full node never leaves a replica Pending.
@@ -227,25 +232,25 @@ export function deploymentSpec(
               maxSkew: 1,
               topologyKey: "kubernetes.io/hostname",
               whenUnsatisfiable: "ScheduleAnyway",
-              labelSelector: { matchLabels: LABELS },
+              labelSelector: { matchLabels: INFERENCE.labels },
             },
           ],
           containers: [
             {
-              name: APP,
+              name: INFERENCE.name,
               image: inf.image,
               ports: [{ name: "http", containerPort: inf.port }],
-              envFrom: [{ configMapRef: { name: CONFIG_MAP } }],
+              envFrom: [{ configMapRef: { name: INFERENCE.configMap } }],
               resources: {
                 requests: {
                   cpu: inf.cpuRequest,
                   memory: inf.memoryRequest,
-                  "nvidia.com/gpu": String(inf.gpuSlicesPerPod),
+                  [GPU_RESOURCE]: String(inf.gpuSlicesPerPod),
                 },
                 limits: {
                   cpu: inf.cpuLimit,
                   memory: inf.memoryLimit,
-                  "nvidia.com/gpu": String(inf.gpuSlicesPerPod),
+                  [GPU_RESOURCE]: String(inf.gpuSlicesPerPod),
                 },
               },
               startupProbe: {
@@ -289,10 +294,10 @@ export function deploymentSpec(
 
 export function serviceSpec(inf: InferenceConfig, nodePort: number): k8s.types.input.core.v1.Service {
   return {
-    metadata: { name: APP, namespace: NAMESPACE, labels: LABELS },
+    metadata: { name: INFERENCE.name, namespace: NAMESPACE, labels: INFERENCE.labels },
     spec: {
       type: "NodePort",
-      selector: LABELS,
+      selector: INFERENCE.labels,
       // Keep the client's source address so the NetworkPolicy's CIDR allow-list means what it says. With
       // Cluster, kube-proxy masquerades NodePort traffic: every pod would see a node address, and the allow-list
       // would have to admit the nodes, i.e. every client. The price: a node serves the NodePort only while it runs
@@ -311,11 +316,11 @@ export function serviceSpec(inf: InferenceConfig, nodePort: number): k8s.types.i
  */
 export function pdbSpec(): k8s.types.input.policy.v1.PodDisruptionBudget {
   return {
-    metadata: { name: APP, namespace: NAMESPACE, labels: LABELS },
+    metadata: { name: INFERENCE.name, namespace: NAMESPACE, labels: INFERENCE.labels },
     spec: {
       maxUnavailable: 1,
       unhealthyPodEvictionPolicy: "AlwaysAllow",
-      selector: { matchLabels: LABELS },
+      selector: { matchLabels: INFERENCE.labels },
     },
   };
 }
@@ -326,13 +331,13 @@ export function hpaSpec(
 ): k8s.types.input.autoscaling.v2.HorizontalPodAutoscaler {
   return {
     metadata: {
-      name: APP,
+      name: INFERENCE.name,
       namespace: NAMESPACE,
-      labels: LABELS,
-      annotations: { "forge-edge.io/metric-reason": sku.hpa.reason },
+      labels: INFERENCE.labels,
+      annotations: { [ANNOTATIONS.metricReason]: sku.hpa.reason },
     },
     spec: {
-      scaleTargetRef: { apiVersion: "apps/v1", kind: "Deployment", name: APP },
+      scaleTargetRef: { apiVersion: "apps/v1", kind: "Deployment", name: INFERENCE.name },
       minReplicas: inf.replicas,
       maxReplicas: inf.maxReplicas,
       metrics: [
@@ -365,13 +370,13 @@ type NetworkPolicySpec = k8s.types.input.networking.v1.NetworkPolicy & { metadat
 export function networkPolicies(port: number, allowedCidrs: readonly string[]): NetworkPolicySpec[] {
   return [
     {
-      metadata: { name: "default-deny", namespace: NAMESPACE },
+      metadata: { name: INFERENCE.defaultDenyPolicy, namespace: NAMESPACE },
       spec: { podSelector: {}, policyTypes: ["Ingress", "Egress"] },
     },
     {
-      metadata: { name: APP, namespace: NAMESPACE, labels: LABELS },
+      metadata: { name: INFERENCE.name, namespace: NAMESPACE, labels: INFERENCE.labels },
       spec: {
-        podSelector: { matchLabels: LABELS },
+        podSelector: { matchLabels: INFERENCE.labels },
         policyTypes: ["Ingress", "Egress"],
         ingress: [
           {

@@ -7,6 +7,7 @@ import { SkuProfile } from "../config/skus";
 import { AirgapConfig, NodeConfig, RegistriesConfig, RolloutConfig } from "../config/stack";
 import { remoteCommand } from "../scripts/render";
 import { EdgeNode, nodeConnection, nodeLabels } from "./edgeNode";
+import { PULUMI_ANNOTATIONS } from "./names";
 
 export const K3S_API_PORT = 6443;
 
@@ -187,7 +188,7 @@ export function nodeLabelPatch(node: NodeConfig, sku: SkuProfile): k8s.core.v1.N
       return [l.slice(0, i), l.slice(i + 1)];
     }),
   );
-  return { metadata: { name: node.name, labels, annotations: { "pulumi.com/patchForce": "true" } } };
+  return { metadata: { name: node.name, labels, annotations: { [PULUMI_ANNOTATIONS.patchForce]: "true" } } };
 }
 
 /**

@@ -2,16 +2,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 
 import { QuotaConfig } from "../config/stack";
-
-export const NAMESPACE = "forge-cognition";
-
-/** The seed's priority ladder: inference preempts everything else when GPU slices run out. */
-export const PRIORITY_CLASSES = [
-  { name: "forge-llm-critical", value: 1_000_000, description: "LLM inference" },
-  { name: "forge-high", value: 100_000, description: "Milvus, embeddings" },
-  { name: "forge-normal", value: 10_000, description: "Monitoring, logging" },
-  { name: "forge-low", value: 1_000, description: "Batch jobs" },
-] as const;
+import { GPU_RESOURCE, NAMESPACE, PLATFORM, PRIORITY_CLASSES } from "./names";
 
 export interface PlatformArgs {
   quota: QuotaConfig;
@@ -32,7 +23,7 @@ export class Platform extends pulumi.ComponentResource {
     const child = { parent: this };
 
     this.namespace = new k8s.core.v1.Namespace(`${name}-namespace`, { metadata: namespaceMeta() }, child);
-    this.priorityClasses = PRIORITY_CLASSES.map(
+    this.priorityClasses = Object.values(PRIORITY_CLASSES).map(
       (pc) =>
         new k8s.scheduling.v1.PriorityClass(
           `${name}-${pc.name}`,
@@ -69,10 +60,10 @@ export function namespaceMeta() {
 
 export function quotaSpec(q: QuotaConfig): k8s.types.input.core.v1.ResourceQuota {
   return {
-    metadata: { name: "forge-cognition-quota", namespace: NAMESPACE },
+    metadata: { name: PLATFORM.quota, namespace: NAMESPACE },
     spec: {
       hard: {
-        "requests.nvidia.com/gpu": String(q.gpu),
+        [`requests.${GPU_RESOURCE}`]: String(q.gpu),
         "requests.memory": q.requestsMemory,
         "limits.memory": q.limitsMemory,
         pods: String(q.pods),
@@ -84,7 +75,7 @@ export function quotaSpec(q: QuotaConfig): k8s.types.input.core.v1.ResourceQuota
 /** Defaults for containers that declare nothing, so the memory quota can admit them. */
 export function limitRangeSpec(): k8s.types.input.core.v1.LimitRange {
   return {
-    metadata: { name: "forge-cognition-limits", namespace: NAMESPACE },
+    metadata: { name: PLATFORM.limitRange, namespace: NAMESPACE },
     spec: {
       limits: [
         {

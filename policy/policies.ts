@@ -18,7 +18,15 @@ import {
 } from "@pulumi/policy";
 import * as yaml from "js-yaml";
 
-import { SKU_NAMES, SKUS, SkuName, usableGpuMemoryGiB } from "../config/skus";
+import {
+  DEVICE_PLUGIN,
+  GPU_RESOURCE,
+  INFERENCE,
+  NODE_LABELS,
+  PRIORITY_CLASSES,
+  RUNTIME_CLASS,
+} from "../components/names";
+import { isSkuName, SKU_NAMES, SKUS, SkuName, usableGpuMemoryGiB } from "../config/skus";
 import { NODE_PORT_RANGE } from "../config/stack";
 
 export type Props = Record<string, unknown>;
@@ -36,10 +44,6 @@ export interface Violation {
   urn?: string;
 }
 
-export const GPU_RESOURCE = "nvidia.com/gpu";
-export const RUNTIME_CLASS = "nvidia";
-export const DEVICE_PLUGIN_CONFIG_MAP = "nvidia-device-plugin-config";
-export const INFERENCE_CONFIG_MAP = "inference-config";
 export const COMMAND_TYPES = ["command:remote:Command", "command:local:Command"] as const;
 
 // ---------------------------------------------------------------------------------------------------------
@@ -143,7 +147,7 @@ export function checkGpuPodSpec(type: string, props: Props): string[] {
   }
   if (typeof spec.priorityClassName !== "string" || spec.priorityClassName === "") {
     out.push(
-      `${who} but sets no priorityClassName: GPU slices are scarce; give it a class (e.g. forge-llm-critical) so ` +
+      `${who} but sets no priorityClassName: GPU slices are scarce; give it a class (e.g. ${PRIORITY_CLASSES.llmCritical.name}) so ` +
         `the scheduler preempts lower-priority pods instead of leaving it Pending`,
     );
   }
@@ -193,6 +197,13 @@ export function timeSlicingReplicas(configYaml: string): number | undefined {
   return Number.isInteger(n) && n > 0 ? n : undefined;
 }
 
+/** The SKU node label in a command's text, as the K3s step's NODE_LABELS parameter carries it. */
+const SKU_LABEL_RE = new RegExp(`${escapeRegExp(NODE_LABELS.sku)}=([a-z0-9]+)`, "g");
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
 function configMapNamed(resources: readonly ResourceInput[], name: string): ResourceInput | undefined {
   return resources.find((r) => k8sKind(r.type) === "ConfigMap" && at(r.props, ["metadata", "name"]) === name);
 }
@@ -201,7 +212,7 @@ function configMapNamed(resources: readonly ResourceInput[], name: string): Reso
  * SKU names the stack's resources state: `SKU='…'` in the runtime command, `forge-edge.io/sku=…` node labels (in
  * the K3s step's command, or a Node/NodePatch).
  */
-export function skusDeclared(resources: readonly ResourceInput[]): SkuName[] {
+export function skusDeclared(resources: readonly ResourceInput[]): string[] {
   const found = new Set<string>();
   for (const r of resources) {
     if ((COMMAND_TYPES as readonly string[]).includes(r.type)) {
@@ -211,13 +222,13 @@ export function skusDeclared(resources: readonly ResourceInput[]): SkuName[] {
         const m = /^SKU='([a-z0-9]+)'$/m.exec(create);
         if (m) found.add(m[1]);
       }
-      for (const m of create.matchAll(/forge-edge\.io\/sku=([a-z0-9]+)/g)) found.add(m[1]);
+      for (const m of create.matchAll(SKU_LABEL_RE)) found.add(m[1]);
     } else if (k8sKind(r.type) === "Node" || k8sKind(r.type) === "NodePatch") {
-      const label = at(r.props, ["metadata", "labels", "forge-edge.io/sku"]);
+      const label = at(r.props, ["metadata", "labels", NODE_LABELS.sku]);
       if (typeof label === "string") found.add(label);
     }
   }
-  return [...found].sort() as SkuName[];
+  return [...found].sort();
 }
 
 /**
@@ -228,8 +239,8 @@ export function checkGpuMemoryBudget(
   resources: readonly ResourceInput[],
   config: MemoryBudgetConfig = {},
 ): Violation[] {
-  const plugin = configMapNamed(resources, DEVICE_PLUGIN_CONFIG_MAP);
-  const inference = configMapNamed(resources, INFERENCE_CONFIG_MAP);
+  const plugin = configMapNamed(resources, DEVICE_PLUGIN.configMap);
+  const inference = configMapNamed(resources, INFERENCE.configMap);
   if (plugin === undefined || inference === undefined) return [];
   const configYaml = at(plugin.props, ["data", "config.yaml"]);
   const memRaw = at(inference.props, ["data", "FORGE_GPU_MEMORY_GIB"]);
@@ -238,7 +249,7 @@ export function checkGpuMemoryBudget(
   if (replicas === undefined) {
     return [
       {
-        message: `ConfigMap ${DEVICE_PLUGIN_CONFIG_MAP}: config.yaml has no sharing.timeSlicing.resources[].replicas`,
+        message: `ConfigMap ${DEVICE_PLUGIN.configMap}: config.yaml has no sharing.timeSlicing.resources[].replicas`,
         urn: plugin.urn,
       },
     ];
@@ -247,7 +258,7 @@ export function checkGpuMemoryBudget(
   if (!Number.isFinite(memory) || memory <= 0) {
     return [
       {
-        message: `ConfigMap ${INFERENCE_CONFIG_MAP}: FORGE_GPU_MEMORY_GIB = ${JSON.stringify(memRaw)} is not a positive number of GiB`,
+        message: `ConfigMap ${INFERENCE.configMap}: FORGE_GPU_MEMORY_GIB = ${JSON.stringify(memRaw)} is not a positive number of GiB`,
         urn: inference.urn,
       },
     ];
@@ -255,12 +266,12 @@ export function checkGpuMemoryBudget(
 
   let sku: SkuName;
   if (config.sku !== undefined && config.sku !== "") {
-    if (!(SKU_NAMES as readonly string[]).includes(config.sku)) {
+    if (!isSkuName(config.sku)) {
       return [
         { message: `policy config sku = ${JSON.stringify(config.sku)}: one of ${SKU_NAMES.join(", ")}` },
       ];
     }
-    sku = config.sku as SkuName;
+    sku = config.sku;
   } else {
     const declared = skusDeclared(resources);
     if (declared.length === 0) return []; // nothing says which hardware this is: cannot judge
@@ -271,7 +282,7 @@ export function checkGpuMemoryBudget(
         },
       ];
     }
-    if (!(SKU_NAMES as readonly string[]).includes(declared[0])) {
+    if (!isSkuName(declared[0])) {
       return [
         {
           message: `the stack declares SKU ${JSON.stringify(declared[0])}, which config/skus.ts does not know`,
@@ -469,7 +480,7 @@ function resourceOf(r: PolicyResource): ResourceInput {
 
 export const gpuPodSpec: ResourceValidationPolicy = {
   name: "gpu-pod-runtime-class-and-priority",
-  description: "Pods requesting nvidia.com/gpu set runtimeClassName: nvidia and a priorityClassName.",
+  description: `Pods requesting ${GPU_RESOURCE} set runtimeClassName: ${RUNTIME_CLASS} and a priorityClassName.`,
   enforcementLevel: "mandatory",
   severity: "high",
   validateResource: (args, report) =>
@@ -481,8 +492,7 @@ export const gpuPodSpec: ResourceValidationPolicy = {
 
 export const gpuProbes: ResourceValidationPolicy = {
   name: "gpu-deployment-probes",
-  description:
-    "Deployments requesting nvidia.com/gpu have startup, liveness and readiness probes on the GPU container.",
+  description: `Deployments requesting ${GPU_RESOURCE} have startup, liveness and readiness probes on the GPU container.`,
   enforcementLevel: "mandatory",
   severity: "medium",
   validateResource: (args, report) =>

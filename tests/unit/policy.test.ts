@@ -20,7 +20,8 @@ import { secretsPreservingProxy } from "@pulumi/policy/secret";
 import * as yaml from "js-yaml";
 
 import { deploymentSpec, serviceSpec } from "../../components/inferenceStack";
-import { SKUS } from "../../config/skus";
+import { INFERENCE as INFERENCE_NAMES } from "../../components/names";
+import { SKU_NAMES, SKUS } from "../../config/skus";
 import { InferenceConfig } from "../../config/stack";
 import { run } from "../../program";
 import {
@@ -308,7 +309,7 @@ describe("policy pack", () => {
       assert.equal(checkGpuMemoryBudget(budgetResources(4, 24, "thor"), { sku: "rtx4000" }).length, 1);
       assert.match(
         checkGpuMemoryBudget(budgetResources(2, 1), { sku: "h100" })[0].message,
-        /one of thor, rtx4000, p40/,
+        new RegExp(`one of ${SKU_NAMES.join(", ")}$`),
       );
     });
     it("reads the SKU from node labels and refuses a stack of mixed SKUs", () => {
@@ -459,7 +460,7 @@ describe("policy pack", () => {
 });
 
 describe("policy pack over the program's resources", () => {
-  for (const stack of ["thor", "rtx4000", "p40"]) {
+  for (const stack of SKU_NAMES) {
     it(`finds no violation in stack ${stack}`, async () => {
       const ev = await evaluateStack(stack, run);
       // The plan holds what each policy looks at, so "no violation" is not "nothing checked".
@@ -473,6 +474,28 @@ describe("policy pack over the program's resources", () => {
       assert.deepEqual(await runPolicies(ev.resources), []);
     });
   }
+
+  it("finds the inference ConfigMap by the name the component gives it (components/names.ts)", async () => {
+    const ev = await evaluateStack("p40", run);
+    const plan: ResourceInput[] = ev.resources.map((r) => ({
+      type: r.type,
+      name: r.name,
+      urn: `urn:${r.name}`,
+      props: clone(r.inputs),
+    }));
+    const config = plan.find(
+      (r) => r.type === CM && (r.props.metadata as any).name === INFERENCE_NAMES.configMap,
+    );
+    assert.ok(config, `the program declares no ConfigMap ${INFERENCE_NAMES.configMap}`);
+    (config.props.data as any).FORGE_GPU_MEMORY_GIB = "40";
+    assert.deepEqual(
+      checkGpuMemoryBudget(plan).map((v) => v.urn),
+      [config.urn],
+    );
+    // Under any other name the rule finds nothing and passes: only the shared name keeps the two together.
+    (config.props.metadata as any).name = `${INFERENCE_NAMES.configMap}-renamed`;
+    assert.deepEqual(checkGpuMemoryBudget(plan), []);
+  });
 
   it("finds each violation in a mutated P40 plan", async () => {
     const ev = await evaluateStack("p40", run);

@@ -4,7 +4,8 @@ import * as pulumi from "@pulumi/pulumi";
 import * as yaml from "js-yaml";
 
 import { run } from "../../program";
-import { SkuName } from "../../config/skus";
+import { SKU_NAMES, SkuName } from "../../config/skus";
+import { parseStackConfig } from "../../config/stack";
 import {
   evaluateStack,
   Evaluation,
@@ -13,6 +14,7 @@ import {
   MOCK_TOKEN,
   Recorded,
   stackFileConfig,
+  stackSource,
   TEST_SSH_KEY,
   unwrap,
   valueOf,
@@ -47,19 +49,22 @@ const k8sNamed = (ev: Evaluation<Outputs>, type: string, name: string) => {
   return r;
 };
 
-const EXPECT: Record<
-  SkuName,
-  { discovery: string; dcgm: boolean; replicas: number; podReplicas: number; quotaGpu: string }
-> = {
-  thor: { discovery: "tegra", dcgm: false, replicas: 4, podReplicas: 2, quotaGpu: "4" },
-  rtx4000: { discovery: "nvml", dcgm: true, replicas: 4, podReplicas: 1, quotaGpu: "4" },
-  p40: { discovery: "nvml", dcgm: true, replicas: 2, podReplicas: 1, quotaGpu: "2" },
-};
+/** What the stack file asks for, as validated: every SKU's stack is checked against its own file and profile. */
+function expected(stack: SkuName) {
+  const cfg = parseStackConfig(stack, stackSource(stack));
+  return {
+    discovery: cfg.sku.deviceDiscovery,
+    dcgm: cfg.dcgmExporter,
+    replicas: cfg.timeSlicingReplicas,
+    podReplicas: cfg.inference.replicas,
+    quotaGpu: String(cfg.quota.gpu),
+  };
+}
 
-for (const stack of Object.keys(EXPECT) as SkuName[]) {
+for (const stack of SKU_NAMES) {
   describe(`stack ${stack} (Pulumi.${stack}.yaml)`, () => {
     let ev: Evaluation<Outputs>;
-    const want = EXPECT[stack];
+    const want = expected(stack);
     before(async () => {
       ev = await evaluateStack(stack, run);
     });
