@@ -1,10 +1,12 @@
 /**
  * Hardware SKU profiles. Everything that differs between the boxes we support lives here as data, so a new SKU
- * is a new entry rather than a new branch in the components.
+ * is a new entry rather than a new branch in the components. This table is the only list of SKUs: the SKU names,
+ * their type and every per-SKU loop (config validation, the policy pack, tests, the harness) come from its keys.
+ *
+ * Adding a SKU: its entry in PROFILES, its stack file Pulumi.<sku>.yaml, its entries in the pipeline matrices
+ * (pipelines/github/*.yml, pipelines/gitlab/.gitlab-ci.yml) and what its GPU reports to the test harness
+ * (SKU_GPUS in harness/site.ts). tests/unit/skus.test.ts fails while any of them is missing.
  */
-
-export type SkuName = "thor" | "rtx4000" | "p40";
-export const SKU_NAMES: readonly SkuName[] = ["thor", "rtx4000", "p40"];
 
 /** How the NVIDIA device plugin finds the GPU (its `deviceDiscoveryStrategy`). */
 export type DeviceDiscovery = "nvml" | "tegra";
@@ -15,8 +17,8 @@ export type ToolkitSource = "apt" | "jetpack";
 /** Resource metric the HorizontalPodAutoscaler scales the inference server on. */
 export type HpaMetric = "cpu" | "memory";
 
-export interface SkuProfile {
-  readonly name: SkuName;
+/** A SKU's profile as written in the table; its name is its key there. */
+export interface SkuSpec {
   readonly displayName: string;
   /** CPU architecture of the host, which picks the K3s binary and air-gap image tarball. */
   readonly arch: "amd64" | "arm64";
@@ -59,7 +61,7 @@ export interface SkuProfile {
    * Host memory kept from pods, handed to the kubelet through K3s's config.yaml (`kubelet-arg`). `system-reserved`
    * keeps room for the OS, K3s and containerd; `eviction-hard memory.available<…` makes the kubelet evict pods before
    * the kernel's OOM killer picks a victim. On unified memory their sum is the host's share of the pool
-   * (`gpu.reservedGiB`), and the whole budget is checked by `unifiedMemoryBudget`.
+   * (`gpu.reservedGiB`), and the whole budget is checked by `unifiedMemoryBudget` (config/fit.ts).
    */
   readonly hostMemory: {
     /** Host RAM of one node in GiB when the SKU fixes it (unified memory: the same pool as the GPU); 0: unknown. */
@@ -73,9 +75,8 @@ export interface SkuProfile {
 const GPU_UTIL_PER_POD =
   "GPU utilisation is per physical GPU and cannot be attributed to a pod under time-slicing, so it cannot drive a per-pod HPA";
 
-export const SKUS: Readonly<Record<SkuName, SkuProfile>> = {
+const PROFILES = {
   thor: {
-    name: "thor",
     displayName: "NVIDIA Jetson AGX Thor",
     arch: "arm64",
     gpu: {
@@ -114,7 +115,6 @@ export const SKUS: Readonly<Record<SkuName, SkuProfile>> = {
     },
   },
   rtx4000: {
-    name: "rtx4000",
     displayName: "NVIDIA RTX PRO 4000 Blackwell",
     arch: "amd64",
     gpu: {
@@ -150,7 +150,6 @@ export const SKUS: Readonly<Record<SkuName, SkuProfile>> = {
     },
   },
   p40: {
-    name: "p40",
     displayName: "NVIDIA Tesla P40",
     arch: "amd64",
     gpu: {
@@ -185,42 +184,28 @@ export const SKUS: Readonly<Record<SkuName, SkuProfile>> = {
       reason: `${GPU_UTIL_PER_POD}; Pascal has no DCGM profiling metrics either`,
     },
   },
-};
+} as const satisfies Record<string, SkuSpec>;
+
+export type SkuName = keyof typeof PROFILES;
+
+export interface SkuProfile extends SkuSpec {
+  readonly name: SkuName;
+}
+
+/** Every SKU, in the table's order. */
+export const SKU_NAMES = Object.keys(PROFILES) as readonly SkuName[];
+
+export const SKUS = Object.fromEntries(
+  SKU_NAMES.map((name): [SkuName, SkuProfile] => [name, { name, ...PROFILES[name] }]),
+) as Readonly<Record<SkuName, SkuProfile>>;
+
+export function isSkuName(name: string): name is SkuName {
+  return Object.hasOwn(PROFILES, name);
+}
 
 /** GPU memory (GiB, per GPU) that models may use after the reserve and the per-slice CUDA contexts. */
 export function usableGpuMemoryGiB(sku: SkuProfile, slices: number): number {
   return sku.gpu.memoryGiB - sku.gpu.reservedGiB - slices * sku.gpu.contextOverheadGiB;
-}
-
-export interface UnifiedMemoryBudget {
-  /** Inference pods that can run on one node at once: min(maxReplicas, GPU slices of the largest node). */
-  readonly podsPerNode: number;
-  /** What one pod can take from the pool: model + its CUDA context on the GPU side, the memory limit on the CPU side. */
-  readonly perPodGiB: number;
-  /** The host's share: kubelet system-reserved + the hard-eviction margin. */
-  readonly hostReserveGiB: number;
-  readonly neededGiB: number;
-  readonly totalGiB: number;
-  readonly fits: boolean;
-}
-
-/**
- * The unified-memory budget of one node (Tegra: GPU and container memory come from the same RAM). Time-slicing has
- * no memory isolation and a container's cgroup limit does not cover what the GPU driver allocates for it, so each
- * pod can hold its model, its CUDA context and its container memory limit at the same time. Returns undefined on
- * SKUs whose GPU has its own memory.
- */
-export function unifiedMemoryBudget(
-  sku: SkuProfile,
-  w: { maxReplicas: number; slicesPerNode: number; modelMemoryGiB: number; memoryLimitGiB: number },
-): UnifiedMemoryBudget | undefined {
-  if (!sku.gpu.unifiedMemory) return undefined;
-  const podsPerNode = Math.min(w.maxReplicas, w.slicesPerNode);
-  const perPodGiB = w.modelMemoryGiB + sku.gpu.contextOverheadGiB + w.memoryLimitGiB;
-  const hostReserveGiB = sku.hostMemory.systemReservedGiB + sku.hostMemory.evictionHardGiB;
-  const neededGiB = podsPerNode * perPodGiB + hostReserveGiB;
-  const totalGiB = sku.hostMemory.totalGiB;
-  return { podsPerNode, perPodGiB, hostReserveGiB, neededGiB, totalGiB, fits: neededGiB <= totalGiB };
 }
 
 /**

@@ -1,7 +1,7 @@
 /** Per-node capacity rules: replicas spread over the GPU nodes, so what fits is decided node by node. */
 import * as assert from "node:assert/strict";
 
-import { capacityProblems, nodeCapacities } from "../../config/capacity";
+import { capacityProblems, nodeCapacities } from "../../config/fit";
 import { parseStackConfig } from "../../config/stack";
 import { stackFileConfig, stackSource } from "./support";
 

@@ -2,7 +2,8 @@
 import * as assert from "node:assert/strict";
 
 import { SKUS, usableGpuMemoryGiB } from "../../config/skus";
-import { ConfigError, isCidr, parseCpu, parseMemory, parseStackConfig } from "../../config/stack";
+import { isCidr, parseCpu, parseMemory } from "../../config/checker";
+import { ConfigError, parseStackConfig } from "../../config/stack";
 import { HOST_KEY, BAD_CONFIGS as CASES, server } from "../badConfigs";
 import { isPlaceholderHostKey, parseHostKey, PLACEHOLDER_HOST_KEY } from "../../config/hostKeys";
 import { stackSource } from "./support";

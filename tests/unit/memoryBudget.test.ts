@@ -10,7 +10,8 @@ import * as path from "node:path";
 import * as yaml from "js-yaml";
 
 import { k3sParams } from "../../components/edgeNode";
-import { kubeletMemoryArgs, SKUS, unifiedMemoryBudget } from "../../config/skus";
+import { unifiedMemoryBudget } from "../../config/fit";
+import { kubeletMemoryArgs, SKUS } from "../../config/skus";
 import { parseStackConfig } from "../../config/stack";
 import { renderScript } from "../../scripts/render";
 import { stackSource } from "./support";
