@@ -11,3 +11,5 @@ export const gpuSlicesPerNode = outputs.gpuSlicesPerNode;
 export const gpuReports = outputs.gpuReports;
 export const autoscaling = outputs.autoscaling;
 export const rolloutWaves = outputs.rolloutWaves;
+export const sites = outputs.sites;
+export const siteWaves = outputs.siteWaves;

@@ -1,86 +1,59 @@
 /**
- * The forge-edge program: stack config → SKU profile → nodes over SSH → cluster provider → GPU sharing →
+ * The forge-edge program: stack config → SKU profile → sites → nodes over SSH → cluster provider → GPU sharing →
  * inference stack. index.ts only calls it, so tests and the Automation API run exactly this code.
  */
 import * as pulumi from "@pulumi/pulumi";
 
-import { GpuSharing } from "./components/gpuSharing";
-import { InferenceStack } from "./components/inferenceStack";
-import { K3sCluster, NodeSummary } from "./components/k3sCluster";
-import { Platform } from "./components/platform";
+import { deploySite, Site, SiteOutputs, siteWaves, stackRootLayout } from "./components/site";
 import { loadConfig } from "./config/pulumi";
 import { StackConfig } from "./config/stack";
 
-export interface ForgeEdgeOutputs {
+/**
+ * The stack's outputs. A stack with one site (top-level `nodes`, or a `sites` list of one) exports that site's
+ * outputs at the top level, as every stack did before sites existed; a fleet exports `sites`, one entry per site.
+ */
+export interface ForgeEdgeOutputs extends Partial<SiteOutputs> {
   sku: string;
-  endpoint: string;
-  healthUrl: string;
-  kubeconfig: pulumi.Output<string>;
-  nodes: NodeSummary[];
-  gpuSlicesPerNode: Record<string, number>;
-  gpuReports: pulumi.Output<Record<string, string>>;
   autoscaling: { metric: string; reason: string };
-  /** Node names per rollout wave: the order in which a bootstrap or a K3s upgrade walks the fleet. */
-  rolloutWaves: string[][];
+  /** Per site, by name: set when the stack lists `sites`. */
+  sites?: Record<string, SiteOutputs>;
+  /** Site names per wave, in order (`rollout.canarySites`, `rollout.siteBatchSize`): set when the stack lists `sites`. */
+  siteWaves?: string[][];
 }
 
 export function forgeEdge(config: StackConfig, sshPrivateKey: pulumi.Input<string>): ForgeEdgeOutputs {
-  const cluster = new K3sCluster("edge", {
-    stack: config.stack,
-    sku: config.sku,
-    nodes: config.nodes,
-    sshPrivateKey,
-    k3sVersion: config.k3sVersion,
-    toolkitVersion: config.toolkitVersion,
-    timeSlicingReplicas: config.timeSlicingReplicas,
-    rollout: config.rollout,
-    airgap: config.airgap,
-    registries: config.registries,
-  });
-  const k8sOpts = { providers: { kubernetes: cluster.provider }, dependsOn: cluster.ready };
-
-  const platform = new Platform("platform", { quota: config.quota }, k8sOpts);
-  const gpu = new GpuSharing(
-    "gpu",
-    {
-      sku: config.sku,
-      timeSlicingReplicas: config.timeSlicingReplicas,
-      gpuNodes: config.nodes.length,
-      devicePluginVersion: config.devicePluginVersion,
-      dcgmExporter: config.dcgmExporter,
-      dcgmExporterImage: config.dcgmExporterImage,
-    },
-    { ...k8sOpts, dependsOn: [...cluster.ready, platform] },
-  );
-  new InferenceStack(
-    "inference",
-    {
-      sku: config.sku,
-      inference: config.inference,
-      storage: config.storage,
-      gpuNodes: config.nodes.length,
-      entryNode: config.nodes[0].name,
-      nodePort: config.nodePort,
-      allowedCidrs: config.allowedCidrs,
-    },
-    { ...k8sOpts, dependsOn: [...cluster.ready, platform, gpu] },
-  );
-
-  const entry = config.nodes[0].host.includes(":") ? `[${config.nodes[0].host}]` : config.nodes[0].host;
-  const endpoint = `http://${entry}:${config.nodePort}`;
-  return {
+  const common = {
     sku: config.sku.name,
-    endpoint,
-    healthUrl: `${endpoint}/health`,
-    kubeconfig: cluster.kubeconfig,
-    nodes: cluster.summary,
-    gpuSlicesPerNode: cluster.gpuSlicesPerNode,
-    gpuReports: pulumi.output(
-      Object.fromEntries(cluster.nodes.map((n, i) => [config.nodes[i].name, n.gpuReport])),
-    ),
     autoscaling: { metric: config.sku.hpa.metric, reason: config.sku.hpa.reason },
-    rolloutWaves: cluster.waves,
   };
+  if (config.layout === "nodes") {
+    const [site] = config.sites;
+    const { outputs } = deploySite(stackRootLayout(config.stack, site), {
+      site,
+      fleet: config,
+      sshPrivateKey,
+    });
+    return { ...common, ...outputs };
+  }
+  const byName = new Map(config.sites.map((s) => [s.name, s]));
+  const waves = siteWaves(
+    config.sites.map((s) => s.name),
+    config.rollout.canarySites,
+    config.rollout.siteBatchSize,
+  );
+  const built = new Map<string, Site>();
+  let gate: pulumi.Resource[] = [];
+  for (const wave of waves) {
+    const current = wave.map((name) => {
+      const site = new Site(name, { site: byName.get(name)!, fleet: config, sshPrivateKey, after: gate });
+      built.set(name, site);
+      return site;
+    });
+    gate = current.map((s) => s.health);
+  }
+  const sites = Object.fromEntries(config.sites.map((s) => [s.name, built.get(s.name)!.outputs]));
+  const single = config.sites.length === 1 ? sites[config.sites[0].name] : {};
+  return { ...common, ...single, sites, siteWaves: waves };
 }
 
 /** Entry point for the CLI and for Automation API inline programs. */

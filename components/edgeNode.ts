@@ -3,7 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as path from "node:path";
 
 import { kubeletMemoryArgs, SkuProfile } from "../config/skus";
-import { AirgapConfig, NodeConfig, RegistriesConfig } from "../config/stack";
+import { AirgapConfig, NodeBootstrap, NodeConfig, RegistriesConfig } from "../config/stack";
 import { remoteCommand, ScriptParams } from "../scripts/render";
 import { NODE_LABELS } from "./names";
 import { sshProbeCommand } from "./sshProbe";
@@ -13,22 +13,23 @@ export const AIRGAP_DIR = "/var/lib/forge-edge/airgap";
 /** Bounded SSH dialing: an unreachable node fails in about a minute instead of hanging the update. */
 export const DIAL = { dialErrorLimit: 4, perDialTimeout: 15 } as const;
 
-export interface EdgeNodeArgs {
-  node: NodeConfig;
-  sku: SkuProfile;
-  /** The SSH private key, a Pulumi secret. */
-  sshPrivateKey: pulumi.Input<string>;
-  k3sVersion: string;
-  toolkitVersion: string;
-  /** The cluster token, a Pulumi secret; sent to the node on stdin only. */
-  token: pulumi.Input<string>;
+/** How a node joins its cluster: decided by the cluster, one per node. */
+export interface ClusterJoin {
   /** `https://<first server>:6443`; empty for the first server. */
   serverUrl: string;
   /** First server of an HA cluster: starts embedded etcd. */
   clusterInit: boolean;
-  airgap?: AirgapConfig;
-  /** Private registries: written to the node's registries.yaml from stdin (secret). */
-  registries?: RegistriesConfig;
+}
+
+export interface EdgeNodeArgs {
+  node: NodeConfig;
+  /** The stack's bootstrap settings, as config/stack.ts made them (private registries go to stdin, secret). */
+  bootstrap: NodeBootstrap;
+  join: ClusterJoin;
+  /** The SSH private key, a Pulumi secret. */
+  sshPrivateKey: pulumi.Input<string>;
+  /** The cluster token, a Pulumi secret; sent to the node on stdin only. */
+  token: pulumi.Input<string>;
   /** Steps of earlier rollout waves: nothing of this node starts before they succeed. */
   after?: pulumi.Resource[];
 }
@@ -45,11 +46,12 @@ export class EdgeNode extends pulumi.ComponentResource {
 
   constructor(name: string, args: EdgeNodeArgs, opts?: pulumi.ComponentResourceOptions) {
     super("forge:node:EdgeNode", name, {}, opts);
-    const { node, sku } = args;
+    const { node, bootstrap } = args;
+    const { sku, airgap } = bootstrap;
     const connection = nodeConnection(node, args.sshPrivateKey);
     const timeouts = { create: "20m", update: "20m", delete: "10m" };
-    const runtimeCreate = remoteCommand("nvidia-runtime", runtimeParams(args), node.user);
-    const k3sCreate = remoteCommand("k3s-install", k3sParams(args), node.user);
+    const runtimeCreate = remoteCommand("nvidia-runtime", runtimeParams(node, bootstrap), node.user);
+    const k3sCreate = remoteCommand("k3s-install", k3sParams(node, bootstrap, args.join), node.user);
 
     // The provider bounds only the TCP connect of its dial: a host that accepts TCP but never speaks SSH would hang
     // a step forever. The probe proves, within SSH_PROBE_SECONDS, that the node speaks SSH, and runs again whenever
@@ -63,7 +65,7 @@ export class EdgeNode extends pulumi.ComponentResource {
 
     // Air gap: a staging directory the SSH user owns, the copies into it (SFTP, as that user), and the K3s step
     // installs from it as root. The staging step's delete removes what was staged.
-    const stage = args.airgap
+    const stage = airgap
       ? new command.remote.Command(
           `${name}-airgap-stage`,
           {
@@ -75,8 +77,8 @@ export class EdgeNode extends pulumi.ComponentResource {
           { parent: this, customTimeouts: timeouts, deleteBeforeReplace: true, dependsOn: after },
         )
       : undefined;
-    const copies = args.airgap
-      ? airgapFiles(args.airgap, sku).map(
+    const copies = airgap
+      ? airgapFiles(airgap, sku).map(
           (f) =>
             new command.remote.CopyToRemote(
               `${name}-airgap-${f.id}`,
@@ -87,7 +89,7 @@ export class EdgeNode extends pulumi.ComponentResource {
       : [];
 
     // Private registries: K3s reads registries.yaml at start, so this precedes the K3s step.
-    const registries = args.registries
+    const registries = bootstrap.registries
       ? [
           new command.remote.Command(
             `${name}-registries`,
@@ -95,7 +97,7 @@ export class EdgeNode extends pulumi.ComponentResource {
               connection,
               create: remoteCommand("registries", {}, node.user),
               delete: remoteCommand("registries-remove", {}, node.user),
-              stdin: pulumi.secret(registriesYaml(args.registries)),
+              stdin: pulumi.secret(registriesYaml(bootstrap.registries)),
               addPreviousOutputInEnv: false,
             },
             { parent: this, customTimeouts: timeouts, deleteBeforeReplace: true, dependsOn: after },
@@ -154,21 +156,23 @@ export function nodeConnection(
   );
 }
 
+/** The runtime step's script parameters: the node's GPUs against the SKU, and the toolkit to install. */
 export function runtimeParams(
-  args: Pick<EdgeNodeArgs, "node" | "sku" | "toolkitVersion" | "k3sVersion">,
+  node: Pick<NodeConfig, "gpus">,
+  bootstrap: Pick<NodeBootstrap, "sku" | "toolkitVersion" | "k3sVersion">,
 ): ScriptParams {
-  const { sku } = args;
+  const { sku } = bootstrap;
   return {
     SKU: sku.name,
     PRODUCT_MATCH: sku.gpu.productMatch,
     DISCOVERY: sku.deviceDiscovery,
-    EXPECT_GPUS: args.node.gpus,
+    EXPECT_GPUS: node.gpus,
     DRIVER_MIN_BRANCH: sku.driver.minBranch,
     DRIVER_MAX_BRANCH: sku.driver.maxBranch,
-    TOOLKIT_VERSION: args.toolkitVersion,
+    TOOLKIT_VERSION: bootstrap.toolkitVersion,
     TOOLKIT_SOURCE: sku.toolkitSource,
     // Picks K3s's containerd template file and schema (config-v3.toml.tmpl on K3s with containerd 2).
-    K3S_VERSION: args.k3sVersion,
+    K3S_VERSION: bootstrap.k3sVersion,
   };
 }
 
@@ -182,25 +186,28 @@ export function nodeLabels(node: NodeConfig, sku: SkuProfile): string[] {
   ];
 }
 
+/** The K3s step's script parameters: the node's role and labels, the release, how it joins, the air gap. */
 export function k3sParams(
-  args: Pick<EdgeNodeArgs, "node" | "sku" | "k3sVersion" | "serverUrl" | "clusterInit" | "airgap">,
+  node: NodeConfig,
+  bootstrap: Pick<NodeBootstrap, "sku" | "k3sVersion" | "airgap">,
+  join: ClusterJoin,
 ): ScriptParams {
-  const { node } = args;
+  const { sku, airgap } = bootstrap;
   return {
     ROLE: node.role,
-    K3S_VERSION: args.k3sVersion,
+    K3S_VERSION: bootstrap.k3sVersion,
     NODE_NAME: node.name,
     TLS_SAN: node.host,
-    SERVER_URL: args.serverUrl,
-    CLUSTER_INIT: args.clusterInit,
-    NODE_LABELS: nodeLabels(node, args.sku).join(","),
+    SERVER_URL: join.serverUrl,
+    CLUSTER_INIT: join.clusterInit,
+    NODE_LABELS: nodeLabels(node, sku).join(","),
     // The host's share of memory, out of the pods' reach (Thor: the same RAM as the GPU's).
-    KUBELET_ARGS: kubeletMemoryArgs(args.sku).join("\n"),
+    KUBELET_ARGS: kubeletMemoryArgs(sku).join("\n"),
     // Traffic enters through the inference NodePort; the bundled ingress would only hold memory and ports.
     DISABLE: "traefik",
-    AIRGAP: args.airgap !== undefined,
-    AIRGAP_IMAGES: args.airgap
-      ? airgapFiles(args.airgap, args.sku)
+    AIRGAP: airgap !== undefined,
+    AIRGAP_IMAGES: airgap
+      ? airgapFiles(airgap, sku)
           .filter((f) => f.image)
           .map((f) => path.posix.basename(f.remotePath))
           .join(" ")

@@ -294,7 +294,15 @@ export function deploymentSpec(
 
 export function serviceSpec(inf: InferenceConfig, nodePort: number): k8s.types.input.core.v1.Service {
   return {
-    metadata: { name: INFERENCE.name, namespace: NAMESPACE, labels: INFERENCE.labels },
+    metadata: {
+      name: INFERENCE.name,
+      namespace: NAMESPACE,
+      labels: INFERENCE.labels,
+      // The provider's Service await adds a fixed 10 s after the last Endpoints change ("settled"), on every create
+      // and update: the longest step of a bootstrap. The Service is created only once the Deployment's await saw
+      // its replicas ready (dependsOn), so its endpoints are the controller's milliseconds away.
+      annotations: { [PULUMI_ANNOTATIONS.skipAwait]: "true" },
+    },
     spec: {
       type: "NodePort",
       selector: INFERENCE.labels,

@@ -4,7 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 
 import { SkuProfile } from "../config/skus";
-import { AirgapConfig, NodeConfig, RegistriesConfig, RolloutConfig } from "../config/stack";
+import { NodeBootstrap, NodeConfig, RolloutConfig } from "../config/stack";
 import { remoteCommand } from "../scripts/render";
 import { EdgeNode, nodeConnection, nodeLabels } from "./edgeNode";
 import { PULUMI_ANNOTATIONS } from "./names";
@@ -12,16 +12,17 @@ import { PULUMI_ANNOTATIONS } from "./names";
 export const K3S_API_PORT = 6443;
 
 export interface K3sClusterArgs {
-  stack: string;
-  sku: SkuProfile;
   nodes: readonly NodeConfig[];
+  /** Passed to every node as is. */
+  bootstrap: NodeBootstrap;
   sshPrivateKey: pulumi.Input<string>;
-  k3sVersion: string;
-  toolkitVersion: string;
-  timeSlicingReplicas: number;
-  rollout: RolloutConfig;
-  airgap?: AirgapConfig;
-  registries?: RegistriesConfig;
+  rollout: Pick<RolloutConfig, "batchSize" | "drainTimeoutSeconds">;
+  /** The Kubernetes provider's `clusterIdentifier`: stable for the cluster's life, whatever its kubeconfig. */
+  clusterIdentifier: string;
+  /** Put before each node's name to name its EdgeNode: empty, or `<site>-` (node names repeat across sites). */
+  nodeResourcePrefix: string;
+  /** What must succeed before any node of this cluster is touched: the previous site wave's health gates. */
+  after?: pulumi.Resource[];
 }
 
 export interface NodeSummary {
@@ -44,8 +45,6 @@ export class K3sCluster extends pulumi.ComponentResource {
   /** The GPU/SKU labels of each node, converged on every `up`. */
   public readonly labels: k8s.core.v1.NodePatch[];
   public readonly summary: NodeSummary[];
-  /** `nvidia.com/gpu` each node advertises: physical GPUs × time-slicing replicas. */
-  public readonly gpuSlicesPerNode: Record<string, number>;
   /** Node names per rollout wave, in order: how a bootstrap or a K3s upgrade walks the fleet. */
   public readonly waves: string[][];
 
@@ -64,24 +63,19 @@ export class K3sCluster extends pulumi.ComponentResource {
     const byName = new Map(args.nodes.map((n) => [n.name, n]));
     const built = new Map<string, EdgeNode>();
     const drains: command.remote.Command[] = [];
-    let previous: pulumi.Resource[] = [];
+    let previous: pulumi.Resource[] = args.after ?? [];
     for (const wave of this.waves) {
       const current = wave.map((nodeName) => {
         const node = byName.get(nodeName)!;
         const isFirst = node === first;
         const edge = new EdgeNode(
-          node.name,
+          `${args.nodeResourcePrefix}${node.name}`,
           {
             node,
-            sku: args.sku,
+            bootstrap: args.bootstrap,
+            join: { serverUrl: isFirst ? "" : serverUrl, clusterInit: isFirst && servers > 1 },
             sshPrivateKey: args.sshPrivateKey,
-            k3sVersion: args.k3sVersion,
-            toolkitVersion: args.toolkitVersion,
             token: token.result,
-            serverUrl: isFirst ? "" : serverUrl,
-            clusterInit: isFirst && servers > 1,
-            airgap: args.airgap,
-            registries: args.registries,
             after: previous,
           },
           { parent: this },
@@ -115,7 +109,7 @@ export class K3sCluster extends pulumi.ComponentResource {
         kubeconfig: this.kubeconfig,
         // A stable identity keeps previews from planning to replace every Kubernetes object whenever the
         // kubeconfig output is unknown (it is, whenever the read step changes).
-        clusterIdentifier: `forge-edge/${args.stack}/${first.name}`,
+        clusterIdentifier: args.clusterIdentifier,
         enableConfigMapMutable: true,
       },
       { parent: this },
@@ -127,22 +121,14 @@ export class K3sCluster extends pulumi.ComponentResource {
       (n) =>
         new k8s.core.v1.NodePatch(
           `${name}-labels-${n.name}`,
-          nodeLabelPatch(n, args.sku),
+          nodeLabelPatch(n, args.bootstrap.sku),
           nodeLabelOptions(this, this.provider, built.get(n.name)!.k3s),
         ),
     );
     this.ready = [...this.nodes.map((n) => n.k3s), ...drains, ...this.labels];
 
     this.summary = args.nodes.map((n) => ({ name: n.name, host: n.host, role: n.role, gpus: n.gpus }));
-    this.gpuSlicesPerNode = Object.fromEntries(
-      args.nodes.map((n) => [n.name, n.gpus * args.timeSlicingReplicas]),
-    );
-    this.registerOutputs({
-      kubeconfig: this.kubeconfig,
-      nodes: this.summary,
-      gpuSlicesPerNode: this.gpuSlicesPerNode,
-      waves: this.waves,
-    });
+    this.registerOutputs({ kubeconfig: this.kubeconfig, nodes: this.summary, waves: this.waves });
   }
 
   /**

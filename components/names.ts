@@ -79,6 +79,8 @@ export const PULUMI_ANNOTATIONS = {
   timeoutSeconds: "pulumi.com/timeoutSeconds",
   /** A server-side apply patch that takes fields over from their current manager. */
   patchForce: "pulumi.com/patchForce",
+  /** Create and update return once the API server accepted the object, without the provider's readiness wait. */
+  skipAwait: "pulumi.com/skipAwait",
 } as const;
 
 /** The `nodeSelector` of a pod that must run on a GPU node. */

@@ -107,6 +107,11 @@ export class Checker {
     return def;
   }
 
+  /** A required name that is a DNS label: node and site names. */
+  name(key: string, v: unknown): string {
+    return this.str(key, v, undefined, DNS_LABEL_RE, "a DNS label (lower-case letters, digits, '-')");
+  }
+
   memory(key: string, v: unknown, def: string | undefined): string {
     const allowed = 'a positive Kubernetes memory quantity such as "512Mi" or "16Gi"';
     const s = this.str(key, v, def, /^.+$/, allowed);

@@ -13,6 +13,8 @@ export interface WorkloadFitInput {
   /** Undefined when the stack names no known SKU: the rules about the hardware are then skipped. */
   readonly sku: SkuProfile | undefined;
   readonly nodes: readonly Pick<NodeConfig, "gpus">[];
+  /** Where the nodes were configured, as messages name it: `nodes` (the default) or a site's `sites[i].nodes`. */
+  readonly nodesKey?: string;
   readonly timeSlicingReplicas: number;
   readonly inference: InferenceConfig;
   /** The inference keys the stack set: a rule about a key left unset is skipped (it is reported as required). */
@@ -153,14 +155,14 @@ export function unifiedMemoryBudget(
 }
 
 /** Each node holds no more GPUs than the SKU's chassis can. */
-export function nodeGpuProblems(w: Pick<WorkloadFitInput, "sku" | "nodes">): string[] {
+export function nodeGpuProblems(w: Pick<WorkloadFitInput, "sku" | "nodes" | "nodesKey">): string[] {
   const { sku } = w;
   if (!sku) return [];
   return w.nodes.flatMap((n, i) =>
     n.gpus > sku.gpu.maxGpusPerNode
       ? [
           invalid(
-            `nodes[${i}].gpus`,
+            `${w.nodesKey ?? "nodes"}[${i}].gpus`,
             n.gpus,
             `${sku.displayName} nodes hold at most ${sku.gpu.maxGpusPerNode} GPU(s)`,
           ),

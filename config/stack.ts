@@ -29,6 +29,7 @@ import { parsePlatform, parseSku, PLATFORM_KEYS, PlatformConfig } from "./sectio
 import { parseQuota, QUOTA_KEYS, QuotaConfig } from "./sections/quota";
 import { parseRollout, ROLLOUT_KEYS, RolloutConfig } from "./sections/rollout";
 import { parseSecurity } from "./sections/security";
+import { fleetProblems, nodesKeyOf, parseSites, SITE_KEYS, SiteConfig } from "./sections/sites";
 import { SkuProfile } from "./skus";
 
 export { ConfigSource, isCidr, parseCpu, parseMemory } from "./checker";
@@ -45,10 +46,32 @@ export {
 } from "./sections/platform";
 export { QuotaConfig } from "./sections/quota";
 export { RolloutConfig } from "./sections/rollout";
+export { SiteConfig } from "./sections/sites";
+
+/**
+ * Everything a node's bootstrap scripts need from the stack, as one value: it travels unchanged from here through
+ * the site and the cluster to each node (components/edgeNode.ts), so a new setting that reaches the node is a field
+ * here and a line where the node's script parameters are computed, and nothing in between.
+ */
+export interface NodeBootstrap {
+  readonly sku: SkuProfile;
+  readonly k3sVersion: string;
+  readonly toolkitVersion: string;
+  readonly airgap?: AirgapConfig;
+  readonly registries?: RegistriesConfig;
+}
 
 export interface StackConfig extends PlatformConfig {
   readonly stack: string;
   readonly sku: SkuProfile;
+  /**
+   * `nodes`: the stack is one site, its resources named as before sites existed. `sites`: a fleet, each site its own
+   * cluster whose resources are named after the site.
+   */
+  readonly layout: "nodes" | "sites";
+  /** The sites, in config order: the top-level `nodes` form is one site named after the stack. */
+  readonly sites: readonly SiteConfig[];
+  /** Every node of the stack, site after site. */
   readonly nodes: readonly NodeConfig[];
   readonly inference: InferenceConfig;
   readonly storage: StorageConfig;
@@ -58,18 +81,28 @@ export interface StackConfig extends PlatformConfig {
   readonly airgap?: AirgapConfig;
   readonly registries?: RegistriesConfig;
   readonly rollout: RolloutConfig;
+  readonly bootstrap: NodeBootstrap;
   /** Lab opt-out: nodes without a pinned hostKey are dialled without verifying the host key. */
   readonly insecureSkipHostKeyCheck: boolean;
 }
 
+/** StackConfig's fields that are derived, not set: no config key names them. */
+type DerivedField = "stack" | "layout" | "bootstrap";
+
 /**
- * The stack's top-level config keys, in the order messages list them: every field of StackConfig but `stack`, and
- * the secret `sshPrivateKey`. A field added to StackConfig (or to PlatformConfig) without its key fails to compile.
+ * The stack's top-level config keys, in the order messages list them: every field of StackConfig but the derived
+ * ones, and the secret `sshPrivateKey`. A field added to StackConfig (or to PlatformConfig) without its key fails to
+ * compile. (`nodePort`, `allowedCidrs`, `storage` and `quota` set for the stack are what each site starts from.)
  */
-export const STACK_KEYS: readonly (Exclude<keyof StackConfig, "stack"> | "sshPrivateKey")[] = [
-  ...keysOf<"sku" | "nodes" | "sshPrivateKey">({ sku: true, nodes: true, sshPrivateKey: true }),
+export const STACK_KEYS: readonly (Exclude<keyof StackConfig, DerivedField> | "sshPrivateKey")[] = [
+  ...keysOf<"sku" | "nodes" | "sites" | "sshPrivateKey">({
+    sku: true,
+    nodes: true,
+    sites: true,
+    sshPrivateKey: true,
+  }),
   ...PLATFORM_KEYS,
-  ...keysOf<Exclude<keyof StackConfig, "stack" | "sku" | "nodes" | keyof PlatformConfig>>({
+  ...keysOf<Exclude<keyof StackConfig, DerivedField | "sku" | "nodes" | "sites" | keyof PlatformConfig>>({
     inference: true,
     storage: true,
     nodePort: true,
@@ -82,9 +115,10 @@ export const STACK_KEYS: readonly (Exclude<keyof StackConfig, "stack"> | "sshPri
   }),
 ];
 
-/** The keys of the top-level keys that hold an object (`nodes`: a list of them). */
+/** The keys of the top-level keys that hold an object (`nodes`, `sites`: a list of them). */
 export const SECTION_KEYS = {
   nodes: NODE_KEYS,
+  sites: SITE_KEYS,
   inference: INFERENCE_KEYS,
   storage: STORAGE_KEYS,
   quota: QUOTA_KEYS,
@@ -95,14 +129,15 @@ export const SECTION_KEYS = {
 
 /**
  * Every key a stack file may set, as `pulumi config set --path` names it: `k3sVersion`, `inference.modelMemoryGiB`,
- * `nodes[].hostKey`. A key of a section is listed instead of its section.
+ * `nodes[].hostKey`, `sites[].nodes[].host`. A key of a section is listed instead of its section.
  */
 export function configKeyPaths(): string[] {
-  return STACK_KEYS.flatMap((k) => {
-    if (!Object.hasOwn(SECTION_KEYS, k)) return [k];
-    const prefix = k === "nodes" ? "nodes[]" : k;
-    return SECTION_KEYS[k as keyof typeof SECTION_KEYS].map((sub) => `${prefix}.${sub}`);
-  });
+  const paths = (k: string, prefix: string): string[] => {
+    if (!Object.hasOwn(SECTION_KEYS, k)) return [prefix];
+    const list = k === "nodes" || k === "sites" ? `${prefix}[]` : prefix;
+    return SECTION_KEYS[k as keyof typeof SECTION_KEYS].flatMap((sub) => paths(sub, `${list}.${sub}`));
+  };
+  return STACK_KEYS.flatMap((k) => paths(k, k));
 }
 
 export class ConfigError extends Error {
@@ -123,24 +158,52 @@ export function parseStackConfig(stack: string, src: ConfigSource): StackConfig 
   const c = new Checker();
   const { sku, known: skuKnown } = parseSku(c, src);
   const { insecureSkipHostKeyCheck } = parseSecurity(c, src);
-  const nodes = parseNodes(c, src, { stack, insecureSkipHostKeyCheck });
+  const pins = { stack, insecureSkipHostKeyCheck };
+  const nodePort = parseNodePort(c, src);
+  const allowedCidrs = parseAllowedCidrs(c, src);
+  const storage = parseStorage(c, src);
+  const layout = src.get("sites") === undefined ? "nodes" : "sites";
+  if (layout === "sites" && src.get("nodes") !== undefined) {
+    c.problems.push(
+      "nodes and sites are both set: a stack lists its nodes (one site) or its sites (each with its own nodes); move the nodes into a site",
+    );
+  }
+  const siteConfigs =
+    layout === "sites"
+      ? parseSites(c, src, pins, { nodePort, allowedCidrs, storage })
+      : [{ name: stack, nodes: parseNodes(c, src, pins), nodePort, allowedCidrs, storage }];
   const platform = parsePlatform(c, src, sku, skuKnown);
   const { timeSlicingReplicas } = platform;
 
   const { inference, given } = parseInference(c, src);
-  c.problems.push(
-    ...workloadFitProblems({ sku: skuKnown ? sku : undefined, nodes, timeSlicingReplicas, inference, given }),
-  );
-  const storage = parseStorage(c, src);
   const { replicas, maxReplicas } = inference;
-  c.problems.push(
-    ...capacityProblems({ nodes, timeSlicingReplicas, replicas, maxReplicas, storageSize: storage.size }),
+  // The quota's values are checked once; where one is unset, each site's default scales to that site's GPUs.
+  const quotas = (siteConfigs.length > 0 ? siteConfigs : [{ nodes: [] }]).map((s, i) =>
+    parseQuota(i === 0 ? c : new Checker(), src, gpuTotals(s.nodes, timeSlicingReplicas)),
   );
+  const sites: SiteConfig[] = siteConfigs.map((s, i) => ({ ...s, quota: quotas[i] }));
+  // Every site against its own capacity: its nodes, its storage, its quota.
+  const perSite = sites.map((s) => [
+    ...workloadFitProblems({
+      sku: skuKnown ? sku : undefined,
+      nodes: s.nodes,
+      nodesKey: nodesKeyOf(s),
+      timeSlicingReplicas,
+      inference,
+      given,
+    }),
+    ...capacityProblems({
+      nodes: s.nodes,
+      timeSlicingReplicas,
+      replicas,
+      maxReplicas,
+      storageSize: s.storage.size,
+    }),
+    ...quotaCoverProblems(s.quota, inference),
+  ]);
+  c.problems.push(...fleetProblems(sites, perSite));
+  if (sites.length === 0) c.problems.push(...quotaCoverProblems(quotas[0], inference));
 
-  const nodePort = parseNodePort(c, src);
-  const quota = parseQuota(c, src, gpuTotals(nodes, timeSlicingReplicas));
-  c.problems.push(...quotaCoverProblems(quota, inference));
-  const allowedCidrs = parseAllowedCidrs(c, src);
   const airgap = parseAirgap(c, src);
   const registries = parseRegistries(c, src);
   const rollout = parseRollout(c, src);
@@ -149,19 +212,23 @@ export function parseStackConfig(stack: string, src: ConfigSource): StackConfig 
   for (const k of unknownTopLevel(src)) c.unknownKey(k, STACK_KEYS);
 
   if (c.problems.length > 0) throw new ConfigError(stack, c.problems);
+  const { k3sVersion, toolkitVersion } = platform;
   return {
     stack,
     sku,
-    nodes,
+    layout,
+    sites,
+    nodes: sites.flatMap((s) => s.nodes),
     ...platform,
     inference,
     storage,
     nodePort,
-    quota,
+    quota: quotas[0],
     allowedCidrs,
     airgap,
     registries,
     rollout,
+    bootstrap: { sku, k3sVersion, toolkitVersion, airgap, registries },
     insecureSkipHostKeyCheck,
   };
 }

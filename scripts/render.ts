@@ -14,6 +14,7 @@ export type ScriptName =
   | "k3s-uninstall"
   | "read-kubeconfig"
   | "drain-node"
+  | "site-health"
   | "airgap-stage"
   | "airgap-unstage"
   | "registries"

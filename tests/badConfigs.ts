@@ -14,6 +14,9 @@ const inference = (stack: string, patch: Record<string, unknown>) => {
   return { ...base, ...patch };
 };
 
+/** Overrides that turn the stack into a fleet of these sites (a stack sets `nodes` or `sites`, not both). */
+const fleet = (...sites: unknown[]) => ({ nodes: undefined, sites });
+
 export interface BadConfig {
   name: string;
   stack?: string;
@@ -296,6 +299,90 @@ export const BAD_CONFIGS: BadConfig[] = [
     expect: /^storage = "big" is invalid: an object/,
   },
   { name: "air-gap without paths", overrides: { airgap: {} }, expect: /^airgap\.k3sBinary is required/ },
+  {
+    name: "nodes and sites both set",
+    overrides: { sites: [{ name: "plant-a", nodes: [server] }] },
+    expect: /^nodes and sites are both set: .*move the nodes into a site/,
+  },
+  {
+    name: "empty site list",
+    overrides: fleet(),
+    expect: /^sites = \[\] is invalid: a non-empty list of \{name, nodes/,
+  },
+  {
+    name: "bad site name",
+    overrides: fleet({ name: "Plant A", nodes: [server] }),
+    expect: /^sites\[0\]\.name = "Plant A" is invalid: a DNS label/,
+  },
+  {
+    name: "duplicate site names",
+    overrides: fleet(
+      { name: "plant-a", nodes: [server] },
+      { name: "plant-a", nodes: [{ ...server, host: "192.0.2.11" }] },
+    ),
+    expect: /^sites\[1\]\.name = "plant-a" duplicates sites\[0\]\.name: site names must be unique/,
+  },
+  {
+    name: "a site name that prefixes another's",
+    overrides: fleet(
+      { name: "plant-b", nodes: [server] },
+      { name: "plant-b-east", nodes: [{ ...server, host: "192.0.2.11" }] },
+    ),
+    expect:
+      /^sites\[1\]\.name = "plant-b-east" is invalid: starts with sites\[0\]\.name "plant-b" and a dash/,
+  },
+  {
+    name: "an SSH endpoint in two sites",
+    overrides: fleet(
+      { name: "plant-a", nodes: [server] },
+      { name: "plant-b", nodes: [{ ...server, name: "n2" }] },
+    ),
+    expect:
+      /^sites\[1\]\.nodes\[0\]\.host = "192\.0\.2\.10:22" duplicates sites\[0\]\.nodes\[0\]: one node per SSH endpoint in the whole stack/,
+  },
+  {
+    name: "a site's node without a host, named by its path",
+    overrides: fleet(
+      ...["a", "b", "c", "d"].map((s, i) => ({
+        name: `plant-${s}`,
+        nodes: [
+          i === 3
+            ? { name: "n1", role: "server", hostKey: HOST_KEY }
+            : { ...server, host: `192.0.2.${20 + i}` },
+        ],
+      })),
+    ),
+    expect: /^sites\[3\]\.nodes\[0\]\.host is required/,
+  },
+  {
+    name: "a site over its own GPU capacity",
+    overrides: {
+      ...fleet(
+        { name: "plant-a", nodes: [{ ...server, gpus: 2 }] },
+        { name: "plant-b", nodes: [{ ...server, host: "192.0.2.11" }] },
+      ),
+      inference: inference("p40", { maxReplicas: 3 }),
+      quota: { gpu: 4 },
+    },
+    expect:
+      /^sites\[1\] \(plant-b\): inference\.maxReplicas = 3 is invalid: the nodes advertise 2 GPU slice\(s\)/,
+  },
+  {
+    name: "a site's NodePort out of range",
+    overrides: fleet({ name: "plant-a", nodes: [server], nodePort: 8080 }),
+    expect: /^sites\[0\]\.nodePort = 8080 is invalid: an integer from 30000 to 32767/,
+  },
+  {
+    name: "a site overriding a SKU-wide key",
+    overrides: fleet({ name: "plant-a", nodes: [server], timeSlicingReplicas: 4 }),
+    expect:
+      /^sites\[0\]\.timeSlicingReplicas is not a known key: allowed keys are name, nodes, nodePort, allowedCidrs, storage$/,
+  },
+  {
+    name: "site batch over 100%",
+    overrides: { rollout: { siteBatchSize: "150%" } },
+    expect: /^rollout\.siteBatchSize = "150%" is invalid: an integer from 0 to 1000, or a share of the sites/,
+  },
   {
     name: "wrong boolean",
     overrides: { inference: inference("p40", { readOnlyRootFilesystem: "yes" }) },

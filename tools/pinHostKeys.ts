@@ -1,7 +1,7 @@
 /**
  * `npm run pin-host-keys -- --stack thor [--replace]`: fills every node's `hostKey` in the stack config from
  * `ssh-keyscan` (ed25519 preferred, else ECDSA; never RSA, which the provider can only verify with SHA-1), through
- * `pulumi config set --path 'nodes[i].hostKey'`. Trust on first use: compare the printed fingerprints with the
+ * `pulumi config set --path 'nodes[i].hostKey'` (a fleet: `sites[j].nodes[k].hostKey`). Trust on first use: compare the printed fingerprints with the
  * boxes' consoles (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`). A pin that differs from what the host now
  * offers is never overwritten without --replace: that is what a man in the middle looks like.
  */
@@ -9,7 +9,16 @@ import { createHash } from "node:crypto";
 import { execFileSync, spawnSync } from "node:child_process";
 
 import { isPlaceholderHostKey, parseHostKey, ParsedHostKey, PINNABLE_KEY_TYPES } from "../config/hostKeys";
-import { parseArgs, pulumiBin, rawValue, readStackConfig, runMain, PROJECT, ToolArgs } from "./stackConfig";
+import {
+  ConfigEntryJson,
+  parseArgs,
+  pulumiBin,
+  rawValue,
+  readStackConfig,
+  runMain,
+  PROJECT,
+  ToolArgs,
+} from "./stackConfig";
 
 const USAGE = "usage: npm run pin-host-keys -- --stack <stack> [--replace] [--cwd <project dir>]";
 
@@ -49,21 +58,37 @@ export type PinOutcome = "pinned" | "unchanged" | "changed-refused" | "replaced"
 
 async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv, USAGE, ["--replace"]);
-  const entries = readStackConfig(args, false);
-  const nodes = JSON.parse(rawValue(entries[`${PROJECT}:nodes`]) ?? "null") as NodeEntry[] | null;
-  if (!Array.isArray(nodes) || nodes.length === 0)
-    throw new Error(`stack "${args.stack}" has no nodes: set ${PROJECT}:nodes first`);
+  const nodes = stackNodes(readStackConfig(args, false));
+  if (nodes.length === 0)
+    throw new Error(`stack "${args.stack}" has no nodes: set ${PROJECT}:nodes (or ${PROJECT}:sites) first`);
   let failed = 0;
-  nodes.forEach((n, i) => {
-    const outcome = pinNode(args, n, i);
+  for (const { key, node } of nodes) {
+    const outcome = pinNode(args, node, key);
     if (outcome === "changed-refused" || outcome === "unreachable") failed++;
-  });
+  }
   if (failed > 0) console.error(`${failed} node(s) not pinned`);
   return failed > 0 ? 1 : 0;
 }
 
-function pinNode(args: ToolArgs, n: NodeEntry, i: number): PinOutcome {
-  const label = `nodes[${i}] ${n.name ?? "?"} (${n.host ?? "?"}:${n.port ?? 22})`;
+/** Every node of the stack with the path `pulumi config set --path` names it by: `nodes[i]` or `sites[j].nodes[k]`. */
+export function stackNodes(entries: Record<string, ConfigEntryJson>): { key: string; node: NodeEntry }[] {
+  const list = (k: string): unknown[] => {
+    const v = JSON.parse(rawValue(entries[`${PROJECT}:${k}`]) ?? "null") as unknown;
+    return Array.isArray(v) ? v : [];
+  };
+  const nodes = list("nodes").map((node, i) => ({ key: `nodes[${i}]`, node: node as NodeEntry }));
+  const inSites = list("sites").flatMap((site, j) => {
+    const own = (site as { nodes?: unknown } | null)?.nodes;
+    return (Array.isArray(own) ? own : []).map((node, k) => ({
+      key: `sites[${j}].nodes[${k}]`,
+      node: node as NodeEntry,
+    }));
+  });
+  return [...nodes, ...inSites];
+}
+
+function pinNode(args: ToolArgs, n: NodeEntry, key: string): PinOutcome {
+  const label = `${key} ${n.name ?? "?"} (${n.host ?? "?"}:${n.port ?? 22})`;
   if (typeof n.host !== "string" || n.host === "") {
     console.error(`${label}: no host set`);
     return "unreachable";
@@ -96,11 +121,10 @@ function pinNode(args: ToolArgs, n: NodeEntry, i: number): PinOutcome {
     );
     return "changed-refused";
   }
-  execFileSync(
-    pulumiBin(),
-    ["config", "set", "--path", `nodes[${i}].hostKey`, pin.line, "--stack", args.stack],
-    { cwd: args.cwd, stdio: ["ignore", "ignore", "pipe"] },
-  );
+  execFileSync(pulumiBin(), ["config", "set", "--path", `${key}.hostKey`, pin.line, "--stack", args.stack], {
+    cwd: args.cwd,
+    stdio: ["ignore", "ignore", "pipe"],
+  });
   console.log(
     `${label}: pinned ${pin.type} ${fingerprint(pin.line)}${pinnedBefore ? " (replaced the old pin)" : ""}; ` +
       "compare with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the box",

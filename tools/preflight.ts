@@ -10,7 +10,15 @@ import * as os from "node:os";
 import * as path from "node:path";
 
 import { isPlaceholderHostKey, parseHostKey } from "../config/hostKeys";
-import { ConfigError, NodeConfig, parseMemory, parseStackConfig, StackConfig } from "../config/stack";
+import { nodesKeyOf } from "../config/sections/sites";
+import {
+  ConfigError,
+  NodeConfig,
+  parseMemory,
+  parseStackConfig,
+  SiteConfig,
+  StackConfig,
+} from "../config/stack";
 import { renderScript, ScriptParams } from "../scripts/render";
 import { configSource, parseArgs, readStackConfig, runMain } from "./stackConfig";
 
@@ -35,14 +43,18 @@ export const TEGRA_MIN_TOOLKIT = "1.18.0";
 /** The K3s release (minor) from which the kubelet refuses cgroup v1 (`failCgroupV1` defaults to true). */
 export const CGROUP_V2_FROM_MINOR = 35;
 
-/** The parameters of scripts/preflight.sh for one node of the stack. */
-export function preflightParams(config: StackConfig, node: NodeConfig): ScriptParams {
+/** The parameters of scripts/preflight.sh for one node of the stack, with its site's NodePort and storage. */
+export function preflightParams(
+  config: StackConfig,
+  node: NodeConfig,
+  site: Pick<SiteConfig, "nodePort" | "storage"> = config,
+): ScriptParams {
   const { sku } = config;
-  const local = config.storage.storageClass === "local-path";
-  const storageGiB = local ? Math.ceil((parseMemory(config.storage.size) ?? 0) / 2 ** 30) : 0;
+  const local = site.storage.storageClass === "local-path";
+  const storageGiB = local ? Math.ceil((parseMemory(site.storage.size) ?? 0) / 2 ** 30) : 0;
   const minor = Number(/^v1\.(\d+)\./.exec(config.k3sVersion)?.[1] ?? 0);
   // The API server and the kubelet on servers; the kubelet everywhere; the NodePort on every node (kube-proxy).
-  const ports = [...(node.role === "server" ? [6443] : []), 10250, config.nodePort];
+  const ports = [...(node.role === "server" ? [6443] : []), 10250, site.nodePort];
   return {
     SKU: sku.name,
     PRODUCT_MATCH: sku.gpu.productMatch,
@@ -94,8 +106,7 @@ function runSsh(args: string[], input: string, timeoutMs: number): Promise<SshRe
 }
 
 /** The SSH connection row, from how `ssh` failed (exit 255) or that it worked. */
-function connectionRows(node: NodeConfig, r: SshResult, pinned: boolean, stack: string): Row[] {
-  const name = node.name;
+function connectionRows(node: NodeConfig, name: string, r: SshResult, pinned: boolean, stack: string): Row[] {
   const endpoint = `${node.user}@${node.host}:${node.port}`;
   const err = r.stderr.trim().split("\n").slice(-1)[0] ?? "";
   if (r.code !== 255) {
@@ -160,16 +171,25 @@ export async function runPreflight(
   try {
     const keyFile = path.join(tmp, "id");
     fs.writeFileSync(keyFile, privateKey.endsWith("\n") ? privateKey : `${privateKey}\n`, { mode: 0o600 });
+    // A fleet's node names repeat across sites: its rows name the node `<site>/<node>`.
+    const entries = config.sites.flatMap((site) =>
+      site.nodes.map((node, k) => ({
+        node,
+        site,
+        key: `${nodesKeyOf(site)}[${k}]`,
+        label: config.layout === "sites" ? `${site.name}/${node.name}` : node.name,
+      })),
+    );
     const perNode = await Promise.all(
-      config.nodes.map(async (node, i): Promise<Row[]> => {
+      entries.map(async ({ node, site, key, label }, i): Promise<Row[]> => {
         if (isPlaceholderHostKey(node.hostKey)) {
           return [
             {
-              node: node.name,
+              node: label,
               check: "host key",
               status: "fail",
               detail: "nodes[].hostKey is still the stack file's placeholder: not dialled",
-              fix: `set nodes[${i}].host, then npm run pin-host-keys -- --stack ${config.stack}`,
+              fix: `set ${key}.host, then npm run pin-host-keys -- --stack ${config.stack}`,
             },
           ];
         }
@@ -205,14 +225,14 @@ export async function runPreflight(
           `${node.user}@${node.host}`,
           "bash -s",
         ];
-        const script = renderScript("preflight", preflightParams(config, node));
+        const script = renderScript("preflight", preflightParams(config, node, site));
         const r = await runSsh(args, script, opts.timeoutMs ?? 120_000);
-        const rows = connectionRows(node, r, pin?.ok === true, config.stack);
+        const rows = connectionRows(node, label, r, pin?.ok === true, config.stack);
         if (r.code === 255) return rows;
-        const checks = parseChecks(node.name, r.stdout);
+        const checks = parseChecks(label, r.stdout);
         if (checks.length === 0 || r.code !== 0) {
           checks.push({
-            node: node.name,
+            node: label,
             check: "preflight.sh",
             status: "fail",
             detail: `exited ${r.code}: ${r.stderr.trim().split("\n").slice(-1)[0] ?? ""}`,

@@ -98,13 +98,18 @@ function parseSettings(c: Checker, raw: unknown): Record<string, string> {
 }
 
 export function parseStorage(c: Checker, src: ConfigSource): StorageConfig {
-  const st = c.section("storage", readJson(src, "storage"), STORAGE_KEYS);
+  return storageAt(c, "storage", readJson(src, "storage"), { size: "50Gi", storageClass: "local-path" });
+}
+
+/** A storage section under `key` (`storage`, or a site's `sites[i].storage`); each key unset takes `def`'s value. */
+export function storageAt(c: Checker, key: string, raw: unknown, def: StorageConfig): StorageConfig {
+  const st = c.section(key, raw, STORAGE_KEYS);
   return {
-    size: c.memory("storage.size", st.size, "50Gi"),
+    size: c.memory(`${key}.size`, st.size, def.size),
     storageClass: c.str(
-      "storage.storageClass",
+      `${key}.storageClass`,
       st.storageClass,
-      "local-path",
+      def.storageClass,
       DNS_LABEL_RE,
       "a StorageClass name",
     ),

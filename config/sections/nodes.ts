@@ -1,5 +1,5 @@
 /** `nodes`: the boxes of the site, reached over SSH, and the K3s roles they take. */
-import { Checker, ConfigSource, DNS_LABEL_RE, keysOf, readJson } from "../checker";
+import { Checker, ConfigSource, keysOf, readJson } from "../checker";
 import { parseHostKeyPin, PinPolicy } from "./security";
 
 export type NodeRole = "server" | "agent";
@@ -33,30 +33,39 @@ const HOST_RE = /^([a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([-a-zA-
 const USER_RE = /^[a-z_][a-z0-9_-]{0,31}$/;
 
 export function parseNodes(c: Checker, src: ConfigSource, ctx: PinPolicy): NodeConfig[] {
-  const raw = readJson(src, "nodes");
+  return nodesAt(c, "nodes", readJson(src, "nodes"), ctx);
+}
+
+/** The node list of one cluster under `key` (`nodes`, or a site's `sites[i].nodes`), each problem named by its path. */
+export function nodesAt(c: Checker, key: string, raw: unknown, ctx: PinPolicy): NodeConfig[] {
   if (!Array.isArray(raw) || raw.length === 0) {
     c.problems.push(
-      `nodes is required: a list of {name, host, role: server|agent, hostKey, port?, user?, gpus?}, got ${JSON.stringify(raw)}`,
+      `${key} is required: a list of {name, host, role: server|agent, hostKey, port?, user?, gpus?}, got ${JSON.stringify(raw)}`,
     );
     return [];
   }
-  const nodes = raw.map((n, i) => parseNode(c, `nodes[${i}]`, n, ctx));
-  checkUnique(c, nodes, "name", (n) => n.name, ".name: node names must be unique");
-  checkUnique(c, nodes, "host", (n) => `${n.host}:${n.port}`, ": one node per SSH endpoint");
+  const nodes = raw.map((n, i) => parseNode(c, `${key}[${i}]`, n, ctx));
+  checkUnique(c, key, nodes, "name", (n) => n.name, ".name: node names must be unique");
+  checkUnique(c, key, nodes, "host", sshEndpoint, ": one node per SSH endpoint");
   const servers = nodes.filter((n) => n.role === "server").length;
   if (servers === 0)
-    c.problems.push("nodes has no server: the first K3s server must be a node with role: server");
+    c.problems.push(`${key} has no server: the first K3s server must be a node with role: server`);
   if (servers === 2 || servers > 3) {
     c.problems.push(
-      `nodes has ${servers} servers: K3s embedded etcd needs 1 server, or 3 for HA (an even count loses quorum as easily as one)`,
+      `${key} has ${servers} servers: K3s embedded etcd needs 1 server, or 3 for HA (an even count loses quorum as easily as one)`,
     );
   }
   if (nodes.length > 0 && nodes[0].role !== "server") {
     c.problems.push(
-      "nodes[0].role must be server: the first node initialises the cluster and the others join it",
+      `${key}[0].role must be server: the first node initialises the cluster and the others join it`,
     );
   }
   return nodes;
+}
+
+/** `host:port`: what one node, and only one in the whole stack, may be dialled at. */
+export function sshEndpoint(n: Pick<NodeConfig, "host" | "port">): string {
+  return `${n.host}:${n.port}`;
 }
 
 function parseNode(c: Checker, key: string, raw: unknown, ctx: PinPolicy): NodeConfig {
@@ -64,13 +73,7 @@ function parseNode(c: Checker, key: string, raw: unknown, ctx: PinPolicy): NodeC
   const role = c.str(`${key}.role`, o.role, "server", /^(server|agent)$/, "server or agent") as NodeRole;
   const hostKey = parseHostKeyPin(c, `${key}.hostKey`, o.hostKey, ctx);
   return {
-    name: c.str(
-      `${key}.name`,
-      o.name,
-      undefined,
-      DNS_LABEL_RE,
-      "a DNS label (lower-case letters, digits, '-')",
-    ),
+    name: c.name(`${key}.name`, o.name),
     host: c.str(`${key}.host`, o.host, undefined, HOST_RE, "an IP address or DNS name"),
     port: c.int(`${key}.port`, o.port, 22, 1, 65535),
     user: c.str(`${key}.user`, o.user, "root", USER_RE, "a POSIX user name with passwordless sudo, or root"),
@@ -83,6 +86,7 @@ function parseNode(c: Checker, key: string, raw: unknown, ctx: PinPolicy): NodeC
 /** A problem for each node whose `field` repeats an earlier node's (nodes with the field blank are not reported). */
 function checkUnique(
   c: Checker,
+  key: string,
   nodes: readonly NodeConfig[],
   field: "name" | "host",
   value: (n: NodeConfig) => string,
@@ -92,7 +96,7 @@ function checkUnique(
   nodes.forEach((n, i) => {
     const v = value(n);
     if (n[field] && seen.has(v))
-      c.problems.push(`nodes[${i}].${field} = "${v}" duplicates nodes[${seen.get(v)}]${why}`);
+      c.problems.push(`${key}[${i}].${field} = "${v}" duplicates ${key}[${seen.get(v)}]${why}`);
     seen.set(v, i);
   });
 }

@@ -43,6 +43,10 @@ describe("configuration reference (docs/configuration.md)", () => {
       "insecureSkipHostKeyCheck",
       "inference.modelMemoryGiB",
       "nodes[].hostKey",
+      "sites[].name",
+      "sites[].nodes[].host",
+      "sites[].nodePort",
+      "sites[].storage.storageClass",
       "rollout.batchSize",
       "registries.mirrors",
       "airgap.stackImageTarballs",
@@ -62,15 +66,17 @@ describe("configuration reference (docs/configuration.md)", () => {
 describe("the typed key lists are the lists the parser checks against", () => {
   for (const [section, keys] of Object.entries(SECTION_KEYS)) {
     it(`${section}: an unknown key is refused, naming the allowed keys`, () => {
-      const base = JSON.parse(
-        stackSource("p40").get(section) ?? (section === "nodes" ? "[{}]" : "{}"),
-      ) as unknown;
+      const nodes = stackSource("p40").get("nodes")!;
+      const lists: Record<string, string> = { nodes, sites: `[{"name":"site-a","nodes":${nodes}}]` };
+      const base = JSON.parse(stackSource("p40").get(section) ?? lists[section] ?? "{}") as unknown;
       const value = Array.isArray(base)
         ? [{ ...(base[0] as object), typo: 1 }]
         : { ...(base as object), typo: 1 };
-      const key = section === "nodes" ? "nodes[0].typo" : `${section}.typo`;
+      const key = Array.isArray(base) ? `${section}[0].typo` : `${section}.typo`;
+      // A stack sets `nodes` or `sites`, not both.
+      const others = section === "sites" ? { nodes: undefined } : {};
       assert.throws(
-        () => parseStackConfig("p40", stackSource("p40", { [section]: value })),
+        () => parseStackConfig("p40", stackSource("p40", { ...others, [section]: value })),
         (e: ConfigError) =>
           e.problems.includes(`${key} is not a known key: allowed keys are ${keys.join(", ")}`),
       );

@@ -54,10 +54,7 @@ function templateTheScriptWrites(cfg: StackConfig, k3sVersion: string): [string,
     sb.put(TOOLKIT_RUNTIME, "#!/bin/sh\n", 0o755);
     sb.stub("apt-get", `echo "apt-get must not run here: $*" >&2; exit 100`);
     sb.stub("systemctl", `[ "$1" != is-active ] && exit 0; exit 3`);
-    const script = renderScript(
-      "nvidia-runtime",
-      runtimeParams({ node, sku: cfg.sku, toolkitVersion: cfg.toolkitVersion, k3sVersion }),
-    );
+    const script = renderScript("nvidia-runtime", runtimeParams(node, { ...cfg.bootstrap, k3sVersion }));
     const r = sb.run(script);
     assert.equal(r.status, 0, `nvidia-runtime.sh (${cfg.sku.name}, K3s ${k3sVersion}) failed:\n${r.stderr}`);
     const written: [string, string][] = [];

@@ -97,20 +97,21 @@ describe("the host's memory reservation reaches the kubelet", () => {
       role: "server" as const,
       gpus: 1,
     };
-    const params = k3sParams({
+    const params = k3sParams(
       node,
-      sku: SKUS.thor,
-      k3sVersion: "v1.36.4+k3s1",
-      serverUrl: "",
-      clusterInit: false,
-      // Air-gapped without artifacts: the script writes config.yaml, then stops before installing anything.
-      airgap: {
-        k3sBinary: "/none",
-        installScript: "/none",
-        imagesTarball: "/none.tar",
-        stackImageTarballs: [],
+      {
+        sku: SKUS.thor,
+        k3sVersion: "v1.36.4+k3s1",
+        // Air-gapped without artifacts: the script writes config.yaml, then stops before installing anything.
+        airgap: {
+          k3sBinary: "/none",
+          installScript: "/none",
+          imagesTarball: "/none.tar",
+          stackImageTarballs: [],
+        },
       },
-    });
+      { serverUrl: "", clusterInit: false },
+    );
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "forge-kubelet-args-"));
     try {
       // Everything the script may write is a private mount: the real machine is never touched.

@@ -139,6 +139,7 @@ describe("Kubernetes names (components/names.ts)", () => {
       "ANNOTATIONS.metricReason": "forge-edge.io/metric-reason",
       "PULUMI_ANNOTATIONS.timeoutSeconds": "pulumi.com/timeoutSeconds",
       "PULUMI_ANNOTATIONS.patchForce": "pulumi.com/patchForce",
+      "PULUMI_ANNOTATIONS.skipAwait": "pulumi.com/skipAwait",
     });
     assert.deepEqual(names.gpuNodeSelector(), { [NODE_LABELS.gpuPresent]: "true" });
   });

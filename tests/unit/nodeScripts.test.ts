@@ -23,7 +23,7 @@ const RENDERED = `${TMPL_DIR}/config.toml`;
 const TOKEN = "K10tok3n-s3cr3t-value-0123456789";
 
 function runtimeScript(k3sVersion: string, toolkitVersion = "1.20.0"): string {
-  return renderScript("nvidia-runtime", runtimeParams({ node, sku: SKUS.p40, toolkitVersion, k3sVersion }));
+  return renderScript("nvidia-runtime", runtimeParams(node, { sku: SKUS.p40, toolkitVersion, k3sVersion }));
 }
 
 /** Driver, toolkit (version in state/toolkit), apt (installs by writing it), systemd and K3s stubs. */
@@ -299,7 +299,11 @@ esac`,
       );
       sb.put("/var/lib/forge-edge/airgap/install.sh", "echo installer ran\n");
       return renderScript("k3s-install", {
-        ...k3sParams({ node, sku: SKUS.p40, k3sVersion: "v1.36.4+k3s1", serverUrl: "", clusterInit: false }),
+        ...k3sParams(
+          node,
+          { sku: SKUS.p40, k3sVersion: "v1.36.4+k3s1" },
+          { serverUrl: "", clusterInit: false },
+        ),
         AIRGAP: true,
       });
     }

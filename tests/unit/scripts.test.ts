@@ -16,23 +16,21 @@ import { HOST_KEY } from "../badConfigs";
 
 const node: NodeConfig = { name: "n1", host: "192.0.2.10", port: 22, user: "root", role: "server", gpus: 1 };
 const SCRIPTS: Record<ScriptName, Record<string, string | number | boolean>> = {
-  "nvidia-runtime": runtimeParams({
-    node,
+  "nvidia-runtime": runtimeParams(node, {
     sku: SKUS.p40,
     toolkitVersion: "1.20.0",
     k3sVersion: "v1.36.4+k3s1",
   }),
   "nvidia-runtime-revert": {},
-  "k3s-install": k3sParams({
+  "k3s-install": k3sParams(
     node,
-    sku: SKUS.p40,
-    k3sVersion: "v1.36.4+k3s1",
-    serverUrl: "",
-    clusterInit: false,
-  }),
+    { sku: SKUS.p40, k3sVersion: "v1.36.4+k3s1" },
+    { serverUrl: "", clusterInit: false },
+  ),
   "k3s-uninstall": { ROLE: "server" },
   "read-kubeconfig": {},
   "drain-node": { NODE_NAME: "n2", DRAIN_TIMEOUT: 300 },
+  "site-health": { NAMESPACE: "forge-cognition", DEPLOYMENT: "inference-server", TIMEOUT: 600 },
   preflight: preflightParams(parseStackConfig("p40", stackSource("p40")), { ...node, hostKey: HOST_KEY }),
   "airgap-stage": { OWNER: "ubuntu" },
   "airgap-unstage": {},

@@ -241,18 +241,18 @@ for (const stack of SKU_NAMES) {
       const provider = ev.ofType(K8S.provider)[0];
       assert.ok(isSecretValue(provider.inputs.kubeconfig), "provider kubeconfig must be secret");
       assert.match(String(provider.inputs.clusterIdentifier), new RegExp(`^forge-edge/${stack}/`));
-      assert.equal(await pulumi.isSecret(ev.result.kubeconfig), true);
-      const kc = await valueOf(ev.result.kubeconfig);
+      assert.equal(await pulumi.isSecret(ev.result.kubeconfig!), true);
+      const kc = await valueOf(ev.result.kubeconfig!);
       assert.match(kc, /server: https:\/\/192\.0\.2\.\d+:6443/);
       assert.notEqual(kc, MOCK_KUBECONFIG);
     });
 
     it("exports the endpoint, nodes and GPU slices per node", async () => {
-      assert.match(ev.result.endpoint, /^http:\/\/192\.0\.2\.\d+:30080$/);
+      assert.match(ev.result.endpoint!, /^http:\/\/192\.0\.2\.\d+:30080$/);
       assert.equal(ev.result.sku, stack);
-      const [node] = ev.result.nodes;
-      assert.equal(ev.result.gpuSlicesPerNode[node.name], want.replicas * node.gpus);
-      const reports = await valueOf(ev.result.gpuReports);
+      const [node] = ev.result.nodes!;
+      assert.equal(ev.result.gpuSlicesPerNode![node.name], want.replicas * node.gpus);
+      const reports = await valueOf(ev.result.gpuReports!);
       assert.match(reports[node.name], /gpus=1/);
     });
   });

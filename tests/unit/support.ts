@@ -4,6 +4,7 @@
  * program is not supposed to make one.
  */
 import * as pulumi from "@pulumi/pulumi";
+import { MockMonitor } from "@pulumi/pulumi/runtime/mocks";
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import * as yaml from "js-yaml";
@@ -33,7 +34,39 @@ export interface Recorded {
   type: string;
   name: string;
   inputs: Inputs;
+  /** The explicit provider's reference, `<provider URN>::<id>`, when the resource has one. */
+  provider?: string;
 }
+
+/*
+ * The mock monitor qualifies a URN's type by the parent's own type only (`Parent$child`); the engine qualifies it by
+ * the parent's whole type chain (`Grandparent$Parent$child`; the root stack is left out). Use the engine's scheme, so
+ * that the URNs a test sees are the ones a real stack stores.
+ */
+(MockMonitor.prototype as unknown as { newUrn(parent: string, type: string, name: string): string }).newUrn =
+  function (parent: string, type: string, name: string): string {
+    const chain = parent ? `${parent.split("::")[2]}$${type}` : type;
+    return `urn:pulumi:${pulumi.getStack()}::${pulumi.getProject()}::${chain}::${name}`;
+  };
+
+/** The dependencies (URNs) each resource was registered with, by URN: explicit `dependsOn` and inputs' resources. */
+const registeredDependencies = new Map<string, string[]>();
+interface RegisterRequest {
+  getParent(): string;
+  getType(): string;
+  getName(): string;
+  getDependenciesList(): string[];
+}
+const monitorProto = MockMonitor.prototype as unknown as {
+  newUrn(parent: string, type: string, name: string): string;
+  registerResource(req: RegisterRequest, callback: unknown): Promise<void>;
+};
+const registerResource = monitorProto.registerResource;
+monitorProto.registerResource = function (this: unknown, req: RegisterRequest, callback: unknown) {
+  const urn = monitorProto.newUrn.call(this, req.getParent(), req.getType(), req.getName());
+  registeredDependencies.set(urn, req.getDependenciesList());
+  return registerResource.call(this, req, callback);
+};
 
 /** A stack file's `config:` block as the engine passes it to the program (objects as JSON strings). */
 export function stackFileConfig(stack: string): Record<string, string> {
@@ -94,6 +127,10 @@ export interface Evaluation<T> {
   result: T;
   byName(name: string): Recorded;
   ofType(type: string): Recorded[];
+  /** Every registered resource's URN, as the mock monitor computed it (the engine's scheme: parent type chain). */
+  urns(): string[];
+  /** The names of the resources the named resource was registered as depending on. */
+  dependencies(name: string): string[];
 }
 
 /** Runs `program` under mocks with the given config and waits until every resource is registered. */
@@ -104,10 +141,11 @@ export async function evaluate<T>(
   preview = false,
 ): Promise<Evaluation<T>> {
   const resources: Recorded[] = [];
+  registeredDependencies.clear();
   await pulumi.runtime.setMocks(
     {
       newResource: (args) => {
-        resources.push({ type: args.type, name: args.name, inputs: args.inputs });
+        resources.push({ type: args.type, name: args.name, inputs: args.inputs, provider: args.provider });
         return { id: `${args.name}-id`, state: mockState(args.type, args.name, args.inputs) };
       },
       call: (args) => {
@@ -130,6 +168,12 @@ export async function evaluate<T>(
       return r;
     },
     ofType: (type) => resources.filter((x) => x.type === type),
+    urns: () => [...mockMonitor().getRegisteredResources().keys()],
+    dependencies: (name) => {
+      const urn = [...registeredDependencies.keys()].find((u) => u.endsWith(`::${name}`));
+      if (!urn) throw new Error(`no resource named ${name}`);
+      return registeredDependencies.get(urn)!.map((u) => u.split("::").pop()!);
+    },
   };
 }
 
@@ -146,6 +190,11 @@ export async function evaluateStack<T>(
   for (const [k, v] of Object.entries(overrides))
     config[`forge-edge:${k}`] = typeof v === "string" ? v : JSON.stringify(v);
   return evaluate(stack, config, program);
+}
+
+/** The monitor `setMocks` installed; it records each resource under the URN the engine would give it. */
+function mockMonitor(): { getRegisteredResources(): Map<string, unknown> } {
+  return pulumi.runtime.getMonitor() as unknown as { getRegisteredResources(): Map<string, unknown> };
 }
 
 /** Waits until registrations stop arriving (mocks resolve on the event loop, not synchronously). */
