@@ -1,0 +1,29 @@
+/**
+ * Rewrites README.md's performance section (between the bench markers) from bench-results.json.
+ * Run: npm run bench:readme [-- --results FILE]
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+
+import { BenchResults, formattedPerformance, replaceSection } from "./benchReport";
+
+const ROOT = path.resolve(__dirname, "..");
+
+async function main(): Promise<void> {
+  const i = process.argv.indexOf("--results");
+  const resultsFile = i > 0 ? process.argv[i + 1] : path.join(ROOT, "bench-results.json");
+  const readmePath = path.join(ROOT, "README.md");
+  const doc = JSON.parse(fs.readFileSync(resultsFile, "utf8")) as BenchResults;
+  const readme = fs.readFileSync(readmePath, "utf8");
+  const next = replaceSection(readme, await formattedPerformance(doc, readmePath));
+  if (next === readme) console.log("README.md is up to date");
+  else {
+    fs.writeFileSync(readmePath, next);
+    console.log(`README.md: performance section rewritten from ${path.relative(ROOT, resultsFile)}`);
+  }
+}
+
+main().catch((e: Error) => {
+  console.error(e.message);
+  process.exitCode = 1;
+});
