@@ -1,7 +1,8 @@
 /**
- * `npm run demo -- --stack <sku>`: brings up a simulated edge site for one SKU, runs the real `pulumi up` of this
+ * `npm run demo -- --stack <sku> [--sites N]`: brings up a simulated edge site for one SKU, runs the real `pulumi up` of this
  * project against it (the CLI and providers built by harness/build-toolchain.sh), shows what runs, and tears
- * everything down on exit or Ctrl-C. No hardware needed.
+ * everything down on exit or Ctrl-C. No hardware needed. With `--sites N` (N ≥ 2) the stack is a fleet of N
+ * single-node sites, each its own simulated cluster, rolled out in site waves: a canary site, then the rest.
  */
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -9,25 +10,37 @@ import * as os from "node:os";
 import * as path from "node:path";
 
 import { SKU_NAMES, SkuName } from "../config/skus";
-import { EngineStack, openStack, projectCopy } from "./engine";
+import { EngineStack, openStack, PROJECT, projectCopy } from "./engine";
+import { SimulatedFleet, startFleet } from "./fleetSites";
 import { Site, startSite } from "./site";
 import { loadToolchain } from "./toolchain";
 
-function parseArgs(argv: string[]): { sku: SkuName; keep: boolean } {
+/** At most this many simulated sites: each runs its own control plane (etcd, apiserver, …, kwok). */
+const MAX_DEMO_SITES = 5;
+
+function parseArgs(argv: string[]): { sku: SkuName; keep: boolean; sites: number } {
   let sku = "thor";
   let keep = false;
+  let sites = "1";
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === "--stack") sku = argv[++i] ?? "";
     else if (argv[i].startsWith("--stack=")) sku = argv[i].slice("--stack=".length);
+    else if (argv[i] === "--sites") sites = argv[++i] ?? "";
+    else if (argv[i].startsWith("--sites=")) sites = argv[i].slice("--sites=".length);
     else if (argv[i] === "--keep") keep = true;
     else
       throw new Error(
-        `unknown argument ${argv[i]}: usage npm run demo -- --stack ${SKU_NAMES.join("|")} [--keep]`,
+        `unknown argument ${argv[i]}: usage npm run demo -- --stack ${SKU_NAMES.join("|")} [--sites N] [--keep]`,
       );
   }
   if (!(SKU_NAMES as readonly string[]).includes(sku))
     throw new Error(`--stack must be one of ${SKU_NAMES.join(", ")}`);
-  return { sku: sku as SkuName, keep };
+  const n = Number(sites);
+  if (!/^[0-9]+$/.test(sites) || n < 1 || n > MAX_DEMO_SITES)
+    throw new Error(
+      `--sites must be a whole number from 1 to ${MAX_DEMO_SITES}, not ${JSON.stringify(sites)}`,
+    );
+  return { sku: sku as SkuName, keep, sites: n };
 }
 
 function step(msg: string): void {
@@ -35,7 +48,8 @@ function step(msg: string): void {
 }
 
 async function main(): Promise<void> {
-  const { sku, keep } = parseArgs(process.argv.slice(2));
+  const { sku, keep, sites } = parseArgs(process.argv.slice(2));
+  if (sites > 1) return fleetDemo(sku, sites, keep);
   const tc = loadToolchain();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `forge-demo-${sku}-`));
   let site: Site | undefined;
@@ -90,6 +104,83 @@ async function main(): Promise<void> {
     );
     console.log(`gpu slices per node: ${JSON.stringify(res.outputs.gpuSlicesPerNode.value)}`);
     console.log(`autoscaling: ${JSON.stringify(res.outputs.autoscaling.value)}`);
+  } finally {
+    await cleanup();
+  }
+}
+
+/** `--sites N`: N single-node sites in one stack, rolled out canary site first, then the rest in one wave. */
+async function fleetDemo(sku: SkuName, count: number, keep: boolean): Promise<void> {
+  const tc = loadToolchain();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `forge-demo-${sku}-fleet-`));
+  const names = Array.from({ length: count }, (_, i) => `plant-${String.fromCharCode(97 + i)}`);
+  let fleet: SimulatedFleet | undefined;
+  let es: EngineStack | undefined;
+  let upStarted = false;
+  let cleaning: Promise<void> | undefined;
+  const cleanup = () =>
+    (cleaning ??= (async () => {
+      if (keep) return void console.log(`\n--keep: leaving the sites running in ${dir}`);
+      if (es && upStarted) {
+        step(`pulumi destroy --stack ${sku} (uninstalls K3s from every site's nodes)`);
+        await es.stack
+          .destroy({ onOutput: (s) => process.stdout.write(s) })
+          .catch((e: Error) => console.error(e.message));
+      }
+      step("stopping the simulated sites");
+      await fleet?.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    })());
+  process.once("SIGINT", () => void cleanup().then(() => process.exit(130)));
+  process.once("SIGTERM", () => void cleanup().then(() => process.exit(143)));
+
+  try {
+    step(
+      `starting ${count} simulated ${sku} edge sites (each its own control plane + kwok GPU node + SSH host) in ${dir}`,
+    );
+    fleet = await startFleet({ sku, dir, sites: names.map((name) => ({ name })) });
+    for (const [name, site] of fleet.sites)
+      console.log(
+        `  ${name}: node ${site.hosts[0].name} at ssh://root@${site.hosts[0].host}:22, API ${site.controlPlane.server}`,
+      );
+
+    step(
+      `pulumi up --stack ${sku} with sites [${names.join(", ")}] (canary site first, then the rest in one wave)`,
+    );
+    es = await openStack({ stackName: sku, dir, config: fleet.config(), projectDir: projectCopy(dir) });
+    await es.stack.setConfig(`${PROJECT}:rollout`, {
+      value: JSON.stringify({ canarySites: 1, siteBatchSize: 0 }),
+    });
+    const t = Date.now();
+    const gates: string[] = [];
+    upStarted = true;
+    const res = await es.stack.up({
+      onOutput: (s) => process.stdout.write(s),
+      onEvent: (e) => {
+        const done = e.resOutputsEvent?.metadata;
+        if (done && done.urn.endsWith("-health"))
+          gates.push(`${done.urn.split("::").pop()} +${((Date.now() - t) / 1000).toFixed(1)} s`);
+      },
+    });
+    console.log(`\nup: ${res.summary.result} in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+
+    step("the site waves and each site");
+    console.log(`waves: ${JSON.stringify(res.outputs.siteWaves.value)}`);
+    console.log(`health gates passed, in order: ${gates.join(", ")}`);
+    const outputs = res.outputs.sites.value as Record<
+      string,
+      { endpoint: string; nodes: unknown; gpuSlicesPerNode: unknown }
+    >;
+    for (const [name, o] of Object.entries(outputs)) {
+      console.log(`\n${name}: endpoint ${o.endpoint}, slices ${JSON.stringify(o.gpuSlicesPerNode)}`);
+      const kubeconfig = fleet.sites.get(name)!.controlPlane.kubeconfigPath;
+      const kubectl = (...args: string[]) =>
+        console.log(
+          execFileSync(tc.bin.kubectl, ["--kubeconfig", kubeconfig, ...args], { encoding: "utf8" }),
+        );
+      kubectl("get", "nodes");
+      kubectl("get", "deployments", "-n", "forge-cognition");
+    }
   } finally {
     await cleanup();
   }

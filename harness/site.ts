@@ -66,6 +66,8 @@ export interface SiteOptions {
   ipBase?: number;
   /** Extra IP SANs for hosts added later. */
   spareIps?: number;
+  /** The SSH key pair the hosts authorize; default: a new one. Sites of one fleet stack share the stack's key. */
+  key?: KeyPair;
 }
 
 /** The `config:` block of a committed stack file, keys without the project prefix. */
@@ -101,7 +103,7 @@ export async function startSite(opts: SiteOptions): Promise<Site> {
     // What K3s's packaged manifests create on a real server.
     await kube.send("POST", "/apis/storage.k8s.io/v1/storageclasses", localPathStorageClass());
 
-    const key = makeKeyPair("forge-edge-e2e");
+    const key = opts.key ?? makeKeyPair("forge-edge-e2e");
     const gpuCount: Record<string, number> = {};
     const hosts: SshHost[] = [];
     const addHost = async (node: SiteNode): Promise<SshHost> => {
