@@ -15,6 +15,7 @@ import { kubeletMemoryArgs, SKUS } from "../../config/skus";
 import { parseStackConfig } from "../../config/stack";
 import { renderScript } from "../../scripts/render";
 import { stackSource } from "./support";
+import { requireSandbox } from "./nodeSandbox";
 
 describe("unified memory budget (Thor)", () => {
   const committed = { maxReplicas: 3, slicesPerNode: 4, modelMemoryGiB: 24, memoryLimitGiB: 12 };
@@ -87,8 +88,8 @@ describe("the host's memory reservation reaches the kubelet", () => {
     ]);
   });
 
-  it("k3s-install.sh writes them into config.yaml as a kubelet-arg list", function () {
-    if (process.getuid?.() !== 0) this.skip(); // needs a private mount namespace
+  it("k3s-install.sh writes them into config.yaml as a kubelet-arg list", () => {
+    requireSandbox(); // a private mount namespace: fails loudly, never skips
     const node = {
       name: "thor-01",
       host: "192.0.2.10",

@@ -33,6 +33,15 @@ export function sandboxSupported(): boolean {
   return process.getuid?.() === 0 && r.status === 0;
 }
 
+/** The sandbox tests run as root with mount namespaces (as CI does); anywhere else they fail, never skip. */
+export function requireSandbox(): void {
+  if (!sandboxSupported()) {
+    throw new Error(
+      "the node-script sandbox needs root and `unshare -m` (run the unit suite as CI does, as root)",
+    );
+  }
+}
+
 export class NodeSandbox {
   readonly dir = mkdtempSync(path.join(tmpdir(), "forge-node-"));
   readonly bin = path.join(this.dir, "bin");

@@ -14,7 +14,7 @@ import { k3sParams, runtimeParams } from "../../components/edgeNode";
 import { SKUS } from "../../config/skus";
 import { NodeConfig } from "../../config/stack";
 import { renderScript } from "../../scripts/render";
-import { NodeSandbox, sandboxSupported } from "./nodeSandbox";
+import { NodeSandbox, requireSandbox } from "./nodeSandbox";
 import { ROOT } from "./support";
 
 const node: NodeConfig = { name: "n1", host: "192.0.2.10", port: 22, user: "root", role: "server", gpus: 1 };
@@ -155,9 +155,7 @@ function tomlTables(toml: string): string[] {
 
 describe("node scripts, run in a sandbox", function () {
   let sb: NodeSandbox;
-  before(function () {
-    if (!sandboxSupported()) this.skip();
-  });
+  before(requireSandbox);
   beforeEach(() => {
     sb = new NodeSandbox();
   });
