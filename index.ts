@@ -13,3 +13,4 @@ export const autoscaling = outputs.autoscaling;
 export const rolloutWaves = outputs.rolloutWaves;
 export const sites = outputs.sites;
 export const siteWaves = outputs.siteWaves;
+export const skippedSites = outputs.skippedSites;

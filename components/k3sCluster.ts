@@ -3,13 +3,14 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 
+import { K3S_API_PORT } from "../config/fleetRun";
 import { SkuProfile } from "../config/skus";
 import { NodeBootstrap, NodeConfig, RolloutConfig } from "../config/stack";
 import { remoteCommand } from "../scripts/render";
 import { EdgeNode, nodeConnection, nodeLabels } from "./edgeNode";
 import { PULUMI_ANNOTATIONS } from "./names";
 
-export const K3S_API_PORT = 6443;
+export { K3S_API_PORT };
 
 export interface K3sClusterArgs {
   nodes: readonly NodeConfig[];

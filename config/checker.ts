@@ -8,6 +8,11 @@ export interface ConfigSource {
   /** Raw string value as the engine hands it over (objects as JSON), or undefined when unset. */
   get(key: string): string | undefined;
   isSecret(key: string): boolean;
+  /**
+   * Whether a path names a readable regular file on the machine running pulumi (the air-gap files it copies to the
+   * nodes). Absent: such paths are checked for form only (tools that parse a stack without its files).
+   */
+  isFile?(path: string): boolean;
 }
 
 /** A DNS label: node names, StorageClass names. */

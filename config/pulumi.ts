@@ -1,4 +1,5 @@
 /** Binds the stack configuration to the running Pulumi program. */
+import * as fs from "node:fs";
 import * as pulumi from "@pulumi/pulumi";
 
 import { ConfigError, ConfigSource, parseStackConfig, StackConfig } from "./stack";
@@ -15,11 +16,22 @@ export function pulumiConfigSource(project = PROJECT): ConfigSource & { keys(): 
   return {
     get: (key) => pulumi.runtime.getConfig(prefix + key),
     isSecret: (key) => runtimeConfig.isConfigSecret(prefix + key),
+    isFile,
     keys: () =>
       Object.keys(pulumi.runtime.allConfig())
         .filter((k) => k.startsWith(prefix))
         .map((k) => k.slice(prefix.length)),
   };
+}
+
+/** A readable regular file (the air-gap files the nodes get copied). */
+export function isFile(file: string): boolean {
+  try {
+    fs.accessSync(file, fs.constants.R_OK);
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
+  }
 }
 
 export interface LoadedConfig {

@@ -388,4 +388,17 @@ export const BAD_CONFIGS: BadConfig[] = [
     overrides: { inference: inference("p40", { readOnlyRootFilesystem: "yes" }) },
     expect: /^inference\.readOnlyRootFilesystem = "yes" is invalid: true or false/,
   },
+  {
+    // A preview with a missing air-gap file used to hang at the copy step instead of failing.
+    name: "an air-gap file that does not exist",
+    overrides: {
+      airgap: {
+        k3sBinary: "/nonexistent/forge-edge/k3s",
+        installScript: "/nonexistent/forge-edge/install.sh",
+        imagesTarball: "/nonexistent/forge-edge/k3s-airgap-images.tar",
+      },
+    },
+    expect:
+      /^airgap\.k3sBinary = "\/nonexistent\/forge-edge\/k3s" is invalid: a path to a readable file on the machine running pulumi \(no such file\)$/,
+  },
 ];

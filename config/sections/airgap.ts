@@ -42,14 +42,27 @@ export function parseAirgap(c: Checker, src: ConfigSource): AirgapConfig | undef
   if (raw === undefined) return undefined;
   const o = c.section("airgap", raw, AIRGAP_KEYS);
   const path = (k: keyof AirgapConfig) =>
-    c.str(`airgap.${k}`, o[k], undefined, /^[^\0]+$/, "a path on the machine running pulumi");
+    existing(c, src, `airgap.${k}`, c.str(`airgap.${k}`, o[k], undefined, /^[^\0]+$/, PATH_ALLOWED));
   const stackImageTarballs = parseStackImageTarballs(c, o.stackImageTarballs ?? []);
+  stackImageTarballs.forEach((t, i) => existing(c, src, `airgap.stackImageTarballs[${i}]`, t));
   return {
     k3sBinary: path("k3sBinary"),
     installScript: path("installScript"),
     imagesTarball: path("imagesTarball"),
     stackImageTarballs,
   };
+}
+
+const PATH_ALLOWED = "a path on the machine running pulumi";
+
+/**
+ * A missing file is refused here, by key, before anything reaches a node: the engine reads an asset's file only when
+ * a copy step hashes it, and a preview with a missing one hung there instead of failing.
+ */
+function existing(c: Checker, src: ConfigSource, key: string, file: string): string {
+  if (file !== "" && src.isFile && !src.isFile(file))
+    c.fail(key, file, `a path to a readable file on the machine running pulumi (no such file)`);
+  return file;
 }
 
 /** `airgap.stackImageTarballs`: K3s imports every tarball in its images directory, so the file names must differ. */

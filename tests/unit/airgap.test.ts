@@ -3,14 +3,15 @@ import * as assert from "node:assert/strict";
 
 import { run } from "../../program";
 import { ConfigError, parseStackConfig } from "../../config/stack";
+import { existingFiles } from "./airgapFiles";
 import { evaluateStack, isSecretValue, stackSource, unwrap } from "./support";
 
-const airgap = {
-  k3sBinary: "/srv/k3s",
-  installScript: "/srv/install.sh",
-  imagesTarball: "/srv/k3s-airgap-images-arm64.tar.zst",
-  stackImageTarballs: ["/srv/images/device-plugin.tar", "/srv/images/inference.tar.zst"],
-};
+const airgap = existingFiles({
+  k3sBinary: "k3s",
+  installScript: "install.sh",
+  imagesTarball: "k3s-airgap-images-arm64.tar.zst",
+  stackImageTarballs: ["images/device-plugin.tar", "images/inference.tar.zst"],
+});
 
 describe("air gap and private registries", () => {
   it("a non-root SSH user stages into a directory it owns, before any copy; K3s installs every image from it", async () => {

@@ -4,6 +4,7 @@ import * as assert from "node:assert/strict";
 import { run } from "../../program";
 import { rewriteKubeconfig, rolloutWaves, serverUrlOf } from "../../components/k3sCluster";
 import { NodeConfig } from "../../config/stack";
+import { existingFiles } from "./airgapFiles";
 import { evaluateStack, MOCK_KUBECONFIG } from "./support";
 import { HOST_KEY } from "../badConfigs";
 
@@ -82,11 +83,11 @@ describe("K3s cluster", () => {
   });
 
   it("copies air-gap artifacts to the node before installing K3s", async () => {
-    const airgap = {
-      k3sBinary: "/srv/k3s",
-      installScript: "/srv/install.sh",
-      imagesTarball: "/srv/images.tar.zst",
-    };
+    const airgap = existingFiles({
+      k3sBinary: "k3s",
+      installScript: "install.sh",
+      imagesTarball: "images.tar.zst",
+    });
     const ev = await evaluateStack("thor", run, { airgap });
     const copies = ev
       .ofType("command:remote:CopyToRemote")

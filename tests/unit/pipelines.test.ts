@@ -60,6 +60,9 @@ function actionlint(bin: string, files: string[]): Finding[] {
 const load = (file: string): any => yaml.load(readFileSync(file, "utf8"));
 const workflow = (name: string): any => load(path.join(GITHUB_DIR, name));
 const pulumiStep = (job: any): any => job.steps.find((s: any) => /^pulumi\/actions@/.test(s.uses ?? ""));
+/** The step that runs the fleet driver (tools/fleet.ts), which runs pulumi. */
+const fleetStep = (job: any): any =>
+  job.steps.find((s: any) => /npm run --silent fleet -- /.test(s.run ?? ""));
 
 describe("GitHub workflows (pipelines/github)", () => {
   const bin = findActionlint();
@@ -116,7 +119,7 @@ describe("GitHub workflows (pipelines/github)", () => {
     }
   });
 
-  it("run the pulumi action v7 for every SKU stack, with the policy pack, on the edge runner", () => {
+  it("install the CLI with the pulumi action v7 and run the fleet driver for every SKU stack, with the policy pack, on the edge runner", () => {
     for (const name of WORKFLOWS) {
       const jobs = Object.values<any>(workflow(name).jobs).filter((j) => pulumiStep(j));
       assert.equal(jobs.length, 1, name);
@@ -126,27 +129,35 @@ describe("GitHub workflows (pipelines/github)", () => {
       assert.deepEqual(job["runs-on"], ["self-hosted", "linux", RUNNER_LABEL], name);
       const step = pulumiStep(job);
       assert.equal(step.uses, "pulumi/actions@v7", name);
-      assert.equal(step.with["stack-name"], "${{ matrix.stack }}", name);
-      assert.equal(step.with.policyPacks, "policy", name);
-      assert.equal(step.with["work-dir"], ".", name);
-      assert.equal(step.with["cloud-url"], "${{ vars.PULUMI_BACKEND_URL }}", name);
-      assert.equal(step.with["github-token"], "${{ secrets.GITHUB_TOKEN }}", name);
+      // No `command`: the action only installs the CLI, at the version the harness tests.
+      assert.deepEqual(step.with, { "pulumi-version": "3.274.1" }, name);
+      const fleet = fleetStep(job);
+      assert.equal(fleet.env.STACK, "${{ matrix.stack }}", name);
+      assert.equal(fleet.env.PULUMI_BACKEND_URL, "${{ vars.PULUMI_BACKEND_URL }}", name);
+      assert.match(
+        fleet.run,
+        /--stack "\$STACK" --report fleet-report\.json -- .*--policy-pack policy/,
+        name,
+      );
+      assert.ok(job.steps.indexOf(fleet) > job.steps.indexOf(step), `${name}: the driver after the CLI`);
       assert.equal(job.env.PULUMI_ACCESS_TOKEN, "${{ secrets.PULUMI_ACCESS_TOKEN }}", name);
       assert.equal(job.env.PULUMI_CONFIG_PASSPHRASE, "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}", name);
     }
   });
 
-  it("preview pull requests with a diff commented on the PR, never from forks", () => {
+  it("preview pull requests as JSON, summarised per site and commented on the PR, never from forks", () => {
     const wf = workflow("pulumi-preview.yml");
     assert.deepEqual(Object.keys(wf.on), ["pull_request"]);
     assert.equal(wf.permissions["pull-requests"], "write");
     const job = wf.jobs.preview;
     assert.match(job.if, /head\.repo\.full_name == github\.repository/);
-    assert.deepEqual(
-      { command: pulumiStep(job).with.command, comment: pulumiStep(job).with["comment-on-pr"] },
-      { command: "preview", comment: true },
-    );
-    assert.equal(pulumiStep(job).with.diff, true);
+    assert.match(fleetStep(job).run, /npm run --silent fleet -- preview .* -- --json .*> preview\.json/);
+    const summary = job.steps.find((s: any) => /previewSummary\.ts/.test(s.run ?? ""));
+    assert.match(summary.run, /--preview preview\.json --fleet-report fleet-report\.json > summary\.md/);
+    assert.match(summary.if, /!cancelled\(\)/, "the summary also reports a failed preview");
+    const comment = job.steps.find((s: any) => /^actions\/github-script@/.test(s.uses ?? ""));
+    assert.match(comment.with.script, /createComment/);
+    assert.match(comment.with.script, /summary\.md/);
   });
 
   it("deploy pushes to main one `up` at a time per stack, never cancelling a running one", () => {
@@ -154,18 +165,18 @@ describe("GitHub workflows (pipelines/github)", () => {
     assert.deepEqual(wf.on.push.branches, ["main"]);
     const job = wf.jobs.up;
     assert.deepEqual(job.concurrency, { group: "pulumi-${{ matrix.stack }}", "cancel-in-progress": false });
-    assert.equal(pulumiStep(job).with.command, "up");
+    assert.match(fleetStep(job).run, /npm run --silent fleet -- up /);
     assert.equal(job.needs, "verify");
   });
 
-  it("check drift on a schedule: refresh, then expect no changes", () => {
+  it("check drift on a schedule: refresh, then expect no changes, reported per site", () => {
     const wf = workflow("pulumi-drift.yml");
     assert.ok(wf.on.schedule[0].cron);
-    const step = pulumiStep(wf.jobs.drift);
-    assert.deepEqual(
-      [step.with.command, step.with.refresh, step.with["expect-no-changes"]],
-      ["preview", true, true],
+    assert.match(
+      fleetStep(wf.jobs.drift).run,
+      /npm run --silent fleet -- drift .* -- --json .*> drift\.json/,
     );
+    assert.ok(wf.jobs.drift.steps.some((s: any) => /previewSummary\.ts --drift/.test(s.run ?? "")));
     // Not the deploy group: GitHub would let a queued drift run replace a pending deploy.
     assert.notEqual(wf.jobs.drift.concurrency.group, "pulumi-${{ matrix.stack }}");
   });
@@ -240,27 +251,38 @@ describe("GitLab pipeline (pipelines/gitlab/.gitlab-ci.yml)", () => {
     assert.deepEqual(doc[".stacks"].tags, [RUNNER_LABEL]);
     for (const name of ["preview", "deploy", "drift"]) {
       assert.equal(job(name).extends, ".stacks", name);
-      assert.match(scriptOf(name), /--stack "\$STACK"/, name);
+      // The driver runs pulumi non-interactively (tools/fleet.ts) with what follows `--`.
+      assert.match(
+        scriptOf(name),
+        /npm run --silent fleet -- \w+ --stack "\$STACK" --report "fleet-\$STACK\.json" -- /,
+        name,
+      );
       assert.match(scriptOf(name), /--policy-pack policy/, name);
-      assert.match(scriptOf(name), /--non-interactive/, name);
     }
   });
 
-  it("previews merge requests only", () => {
+  it("previews merge requests only, as JSON summarised per site, failing when the preview does", () => {
     assert.deepEqual(job("preview").rules, [{ if: '$CI_PIPELINE_SOURCE == "merge_request_event"' }]);
-    assert.match(scriptOf("preview"), /pulumi preview .*--diff/);
+    assert.match(scriptOf("preview"), /fleet -- preview .* -- --json .*> "preview-\$STACK\.json"/);
+    assert.match(
+      scriptOf("preview"),
+      /previewSummary\.ts --stack "\$STACK" --preview "preview-\$STACK\.json"/,
+    );
+    assert.match(scriptOf("preview"), /merge_requests\/\$CI_MERGE_REQUEST_IID\/notes/);
     assert.match(scriptOf("preview"), /exit "\$rc"/);
   });
 
   it("deploys the default branch one stack at a time per stack", () => {
     assert.equal(job("deploy").resource_group, "pulumi-$STACK");
     assert.match(job("deploy").rules[0].if, /\$CI_COMMIT_BRANCH == \$CI_DEFAULT_BRANCH/);
-    assert.match(scriptOf("deploy"), /pulumi up .*--yes/);
+    assert.match(scriptOf("deploy"), /fleet -- up /);
   });
 
-  it("checks drift on a schedule: refresh, expect no changes", () => {
+  it("checks drift on a schedule: refresh, expect no changes, reported per site", () => {
     assert.deepEqual(job("drift").rules[0], { if: '$CI_PIPELINE_SOURCE == "schedule"' });
-    assert.match(scriptOf("drift"), /pulumi preview .*--refresh .*--expect-no-changes/);
+    assert.match(scriptOf("drift"), /fleet -- drift .* -- --json/);
+    assert.match(scriptOf("drift"), /previewSummary\.ts --drift/);
+    assert.match(scriptOf("drift"), /exit "\$rc"/);
     assert.equal(job("drift").resource_group, "pulumi-$STACK");
   });
 });
