@@ -34,6 +34,12 @@ export interface EdgeNodeArgs {
   after?: pulumi.Resource[];
 }
 
+/** Where online installs download K3s from (get.k3s.io's installer uses the same release assets). */
+export const K3S_RELEASES = {
+  releaseUrl: "https://github.com/k3s-io/k3s/releases/download",
+  installUrl: "https://get.k3s.io",
+} as const;
+
 /**
  * One edge box: NVIDIA runtime first, then K3s (which detects runtimes only at start). Each step's `delete` is
  * its uninstall, so removing the node from the stack, or `pulumi destroy`, leaves the box as it was.
@@ -41,6 +47,10 @@ export interface EdgeNodeArgs {
 export class EdgeNode extends pulumi.ComponentResource {
   public readonly runtime: command.remote.Command;
   public readonly k3s: command.remote.Command;
+  /** Online installs: the K3s download, in parallel with the toolkit install. */
+  public readonly fetch?: command.remote.Command;
+  /** Online installs with `bootstrap.prePullImages`: K3s's background pull of them, right after K3s runs. */
+  public readonly prePull?: command.remote.Command;
   /** What the runtime step found on the node, e.g. `gpus=1 tegra=false runtime=/usr/bin/nvidia-container-runtime`. */
   public readonly gpuReport: pulumi.Output<string>;
 
@@ -52,13 +62,22 @@ export class EdgeNode extends pulumi.ComponentResource {
     const timeouts = { create: "20m", update: "20m", delete: "10m" };
     const runtimeCreate = remoteCommand("nvidia-runtime", runtimeParams(node, bootstrap), node.user);
     const k3sCreate = remoteCommand("k3s-install", k3sParams(node, bootstrap, args.join), node.user);
+    const fetchCreate = airgap ? undefined : remoteCommand("k3s-fetch", fetchParams(bootstrap), node.user);
+    const images = airgap ? [] : bootstrap.prePullImages;
+    const prePullCreate = images.length
+      ? remoteCommand("image-prepull", prePullParams(images, bootstrap), node.user)
+      : undefined;
 
     // The provider bounds only the TCP connect of its dial: a host that accepts TCP but never speaks SSH would hang
     // a step forever. The probe proves, within SSH_PROBE_SECONDS, that the node speaks SSH, and runs again whenever
     // a step's command changes, i.e. right before every `up` that will run something on the node.
     const probe = new command.local.Command(
       `${name}-ssh-probe`,
-      { create: sshProbeCommand(node), triggers: [runtimeCreate, k3sCreate], addPreviousOutputInEnv: false },
+      {
+        create: sshProbeCommand(node),
+        triggers: [runtimeCreate, k3sCreate, ...[fetchCreate, prePullCreate].filter((c) => c !== undefined)],
+        addPreviousOutputInEnv: false,
+      },
       { parent: this, dependsOn: args.after ?? [] },
     );
     const after = [...(args.after ?? []), probe];
@@ -105,6 +124,21 @@ export class EdgeNode extends pulumi.ComponentResource {
         ]
       : [];
 
+    // Online: the K3s installer and binary download while the runtime step installs the toolkit, instead of
+    // inside the K3s step after it.
+    this.fetch = fetchCreate
+      ? new command.remote.Command(
+          `${name}-k3s-fetch`,
+          {
+            connection,
+            create: fetchCreate,
+            delete: remoteCommand("k3s-fetch-remove", {}, node.user),
+            addPreviousOutputInEnv: false,
+          },
+          { parent: this, customTimeouts: timeouts, deleteBeforeReplace: true, dependsOn: after },
+        )
+      : undefined;
+
     this.runtime = new command.remote.Command(
       `${name}-nvidia-runtime`,
       {
@@ -128,11 +162,26 @@ export class EdgeNode extends pulumi.ComponentResource {
       },
       {
         parent: this,
-        dependsOn: [this.runtime, ...copies, ...registries],
+        dependsOn: [this.runtime, ...copies, ...registries, ...(this.fetch ? [this.fetch] : [])],
         customTimeouts: timeouts,
         deleteBeforeReplace: true,
       },
     );
+
+    // The pull starts once containerd runs: K3s's image watcher reads the list while K3s runs, in the background.
+    // Air-gapped nodes have no registry to pull from; their images are staged tarballs.
+    this.prePull = prePullCreate
+      ? new command.remote.Command(
+          `${name}-image-prepull`,
+          {
+            connection,
+            create: prePullCreate,
+            delete: remoteCommand("image-prepull-remove", {}, node.user),
+            addPreviousOutputInEnv: false,
+          },
+          { parent: this, customTimeouts: timeouts, deleteBeforeReplace: true, dependsOn: [this.k3s] },
+        )
+      : undefined;
 
     this.gpuReport = this.runtime.stdout;
     this.registerOutputs({ gpuReport: this.gpuReport, k3s: this.k3s.stdout });
@@ -212,8 +261,25 @@ export function k3sParams(
           .map((f) => path.posix.basename(f.remotePath))
           .join(" ")
       : "",
-    INSTALL_URL: "https://get.k3s.io",
   };
+}
+
+/** The k3s-fetch step's script parameters: the pinned release and the node's architecture. */
+export function fetchParams(bootstrap: Pick<NodeBootstrap, "sku" | "k3sVersion">): ScriptParams {
+  return {
+    K3S_VERSION: bootstrap.k3sVersion,
+    ARCH: bootstrap.sku.arch,
+    RELEASE_URL: K3S_RELEASES.releaseUrl,
+    INSTALL_URL: K3S_RELEASES.installUrl,
+  };
+}
+
+/** The image-prepull step's script parameters. */
+export function prePullParams(
+  images: readonly string[],
+  bootstrap: Pick<NodeBootstrap, "k3sVersion">,
+): ScriptParams {
+  return { IMAGES: images.join("\n"), K3S_VERSION: bootstrap.k3sVersion };
 }
 
 export interface AirgapFile {

@@ -59,6 +59,12 @@ export interface NodeBootstrap {
   readonly toolkitVersion: string;
   readonly airgap?: AirgapConfig;
   readonly registries?: RegistriesConfig;
+  /**
+   * Images K3s pulls in the background as soon as it runs (online installs): the inference image, so its multi-GB
+   * pull overlaps the device plugin and platform rollout instead of starting when the first pod lands. Empty in an
+   * air gap, whose images are staged tarballs.
+   */
+  readonly prePullImages: readonly string[];
 }
 
 export interface StackConfig extends PlatformConfig {
@@ -228,7 +234,14 @@ export function parseStackConfig(stack: string, src: ConfigSource): StackConfig 
     airgap,
     registries,
     rollout,
-    bootstrap: { sku, k3sVersion, toolkitVersion, airgap, registries },
+    bootstrap: {
+      sku,
+      k3sVersion,
+      toolkitVersion,
+      airgap,
+      registries,
+      prePullImages: airgap ? [] : [inference.image],
+    },
     insecureSkipHostKeyCheck,
   };
 }

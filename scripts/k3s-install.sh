@@ -12,19 +12,20 @@
 # forge:param CLUSTER_INIT  true on the first server of an HA (embedded etcd) cluster
 # forge:param NODE_LABELS   comma-separated k=v labels applied at registration
 # forge:param DISABLE       comma-separated packaged components to disable (servers)
-# forge:param AIRGAP        true: binary, installer and image tarballs were staged in /var/lib/forge-edge/airgap
+# forge:param AIRGAP        true: binary, installer and image tarballs were staged in /var/lib/forge-edge/airgap;
+#                           false: k3s-fetch.sh downloaded binary and installer into /var/lib/forge-edge/fetch
 # forge:param AIRGAP_IMAGES space-separated image tarballs staged in /var/lib/forge-edge/airgap/images (K3s's own and
 #                           every image the stack runs), imported by K3s from its images directory
-# forge:param INSTALL_URL   installer URL when not air-gapped
 # forge:param KUBELET_ARGS  kubelet flags (name=value), one per line: the memory kept for the host (system-reserved, eviction-hard)
 set -euo pipefail
 
-: "${ROLE:?}" "${K3S_VERSION:?}" "${NODE_NAME:?}" "${TLS_SAN:?}" "${CLUSTER_INIT:?}" "${AIRGAP:?}" "${INSTALL_URL:?}"
+: "${ROLE:?}" "${K3S_VERSION:?}" "${NODE_NAME:?}" "${TLS_SAN:?}" "${CLUSTER_INIT:?}" "${AIRGAP:?}"
 : "${SERVER_URL?}" "${NODE_LABELS?}" "${DISABLE?}" "${AIRGAP_IMAGES?}" "${KUBELET_ARGS?}"
 
 CONF_DIR=/etc/rancher/k3s
 STATE_DIR=/var/lib/forge-edge
 AIRGAP_DIR="$STATE_DIR/airgap"
+FETCH_DIR="$STATE_DIR/fetch"
 IMAGES_DIR=/var/lib/rancher/k3s/agent/images
 RENDERED=/var/lib/rancher/k3s/agent/etc/containerd/config.toml
 # Bounds (seconds) of everything that can wait (FORGE_* overrides exist for the tests only).
@@ -114,20 +115,25 @@ if command -v k3s >/dev/null 2>&1; then installed="$(k3s --version | awk 'NR==1 
 if [ "$installed" = "$K3S_VERSION" ] && [ "$changed" = false ] && systemctl is-active --quiet "$SERVICE"; then
   log "K3s $K3S_VERSION ($ROLE) already installed and configured on $NODE_NAME: nothing to do"
 else
+  # Either way the binary and installer are on the node already: staged by the SSH user in the air gap (SFTP
+  # writes as that user), or downloaded by the k3s-fetch step while the toolkit installed. Installed as root.
+  # The installer skips the binary download either way; online, it still installs the k3s-selinux RPM where
+  # SELinux applies (get.k3s.io: INSTALL_K3S_SKIP_DOWNLOAD=binary skips the binary only, true both).
   if [ "$AIRGAP" = true ]; then
-    # Staged by the SSH user (SFTP writes as that user); installed from there as root.
-    for f in k3s install.sh; do [ -s "$AIRGAP_DIR/$f" ] || die "air-gap artifact $AIRGAP_DIR/$f is missing"; done
-    install -m 0755 "$AIRGAP_DIR/k3s" /usr/local/bin/k3s
-    installer="$AIRGAP_DIR/install.sh"
+    src="$AIRGAP_DIR" what="air-gap artifact" skip=true
   else
-    installer="$STATE_DIR/k3s-install.sh"
-    curl -fsSL --connect-timeout 15 --max-time 120 --retry 2 "$INSTALL_URL" -o "$installer"
+    src="$FETCH_DIR" what="artifact of the k3s-fetch step" skip=binary
+    staged="$(cat "$FETCH_DIR/version" 2>/dev/null || true)"
+    [ "$staged" = "$K3S_VERSION" ] || die "the k3s-fetch step staged K3s '${staged:-nothing}', not $K3S_VERSION"
   fi
+  for f in k3s install.sh; do [ -s "$src/$f" ] || die "$what $src/$f is missing"; done
+  install -m 0755 "$src/k3s" /usr/local/bin/k3s
+  installer="$src/install.sh"
   log "installing K3s $K3S_VERSION as $ROLE on $NODE_NAME (was: ${installed:-not installed})"
   # The installer only writes the service; starting it is ours, without blocking (K3s's unit is Type=notify with
   # no start timeout, so a blocking start can wait forever) and then polled with a bound below.
   timeout "$INSTALLER_TIMEOUT" env INSTALL_K3S_VERSION="$K3S_VERSION" INSTALL_K3S_EXEC="$ROLE" \
-    INSTALL_K3S_SKIP_DOWNLOAD="$AIRGAP" INSTALL_K3S_SKIP_START=true \
+    INSTALL_K3S_SKIP_DOWNLOAD="$skip" INSTALL_K3S_SKIP_START=true \
     K3S_TOKEN_FILE="$CONF_DIR/token" ${SERVER_URL:+K3S_URL="$SERVER_URL"} sh "$installer" >&2 ||
     die "the K3s installer failed or did not finish within ${INSTALLER_TIMEOUT}s"
   restarted_at="$(date +%s)"

@@ -19,7 +19,11 @@ export type ScriptName =
   | "airgap-unstage"
   | "registries"
   | "registries-remove"
-  | "preflight";
+  | "preflight"
+  | "k3s-fetch"
+  | "k3s-fetch-remove"
+  | "image-prepull"
+  | "image-prepull-remove";
 
 export type ScriptParams = Readonly<Record<string, string | number | boolean>>;
 

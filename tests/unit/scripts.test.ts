@@ -7,7 +7,7 @@ import * as path from "node:path";
 
 import { run } from "../../program";
 import { declaredParams, remoteCommand, renderScript, ScriptName, shellQuote } from "../../scripts/render";
-import { k3sParams, runtimeParams } from "../../components/edgeNode";
+import { fetchParams, k3sParams, prePullParams, runtimeParams } from "../../components/edgeNode";
 import { SKUS } from "../../config/skus";
 import { NodeConfig, parseStackConfig } from "../../config/stack";
 import { evaluateStack, ROOT, stackFileConfig, stackSource } from "./support";
@@ -36,6 +36,10 @@ const SCRIPTS: Record<ScriptName, Record<string, string | number | boolean>> = {
   "airgap-unstage": {},
   registries: {},
   "registries-remove": {},
+  "k3s-fetch": fetchParams({ sku: SKUS.p40, k3sVersion: "v1.36.4+k3s1" }),
+  "k3s-fetch-remove": {},
+  "image-prepull": prePullParams(["nvcr.io/nvidia/tritonserver:25.01-py3"], { k3sVersion: "v1.36.4+k3s1" }),
+  "image-prepull-remove": {},
 };
 
 describe("node scripts", () => {

@@ -26,6 +26,9 @@ const LEGACY_URNS = JSON.parse(
   readFileSync(path.join(__dirname, "fixtures/legacyUrns.json"), "utf8"),
 ) as Record<string, string[]>;
 
+/** URNs of resources added after the recording (online installs' k3s-fetch and image-prepull steps, issue 12.3). */
+const ADDED_SINCE = /\$command:remote:Command::[^:]+-(k3s-fetch|image-prepull)$/;
+
 const node = (name: string, host: string, role = "server", extra: Record<string, unknown> = {}) => ({
   name,
   host,
@@ -64,7 +67,11 @@ describe("sites: a top-level `nodes` stack keeps its URNs", () => {
     it(`${c.name}: plans exactly the URNs recorded before sites existed, no Site component and no alias needed`, async () => {
       const ev = await evaluateStack(c.stack, run, c.overrides);
       const urns = ev.urns().sort();
-      assert.deepEqual(urns, LEGACY_URNS[c.name]);
+      // Steps added since the recording are new resources, not renames: issue 12.3's K3s download step.
+      assert.deepEqual(
+        urns.filter((u) => !ADDED_SINCE.test(u)),
+        LEGACY_URNS[c.name],
+      );
       assert.ok(!urns.some((u) => u.includes("forge:site:Site")));
       // The provider identity is part of every Kubernetes object's state: it must not move either.
       const provider = ev.ofType("pulumi:providers:kubernetes");

@@ -218,7 +218,20 @@ for (const stack of SKU_NAMES) {
         assert.deepEqual(probe.inputs.triggers, [
           ev.byName(`${node.name}-nvidia-runtime`).inputs.create,
           ev.byName(`${node.name}-k3s`).inputs.create,
+          // Online installs: the K3s download step (issue 12.3).
+          ev.byName(`${node.name}-k3s-fetch`).inputs.create,
+          // ...and K3s's background pull of the inference image, right after K3s runs.
+          ev.byName(`${node.name}-image-prepull`).inputs.create,
         ]);
+      }
+    });
+
+    it("pre-pulls the stack's inference image on every node once K3s runs (online install)", () => {
+      const { image } = JSON.parse(stackFileConfig(stack)["forge-edge:inference"]) as { image: string };
+      for (const node of JSON.parse(stackFileConfig(stack)["forge-edge:nodes"]) as { name: string }[]) {
+        const prePull = ev.byName(`${node.name}-image-prepull`);
+        assert.ok(String(prePull.inputs.create).includes(`IMAGES='${image}'`), String(prePull.inputs.create));
+        assert.deepEqual(ev.dependencies(`${node.name}-image-prepull`), [`${node.name}-k3s`]);
       }
     });
 
