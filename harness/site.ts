@@ -13,7 +13,15 @@ import { ControlPlane, startControlPlane } from "./controlPlane";
 import { KubeClient } from "./kubeClient";
 import { DevicePluginSim, startDevicePluginSim } from "./devicePluginSim";
 import { LocalPathSim, localPathStorageClass, startLocalPathSim } from "./localPathSim";
-import { GpuSpec, KeyPair, makeAirgapBundle, makeKeyPair, SshHost, startSshHost } from "./sshHost";
+import {
+  GpuSpec,
+  KeyPair,
+  makeAirgapBundle,
+  makeKeyPair,
+  SshHost,
+  SshHostOptions,
+  startSshHost,
+} from "./sshHost";
 
 const ROOT = path.resolve(__dirname, "..");
 
@@ -68,6 +76,8 @@ export interface SiteOptions {
   spareIps?: number;
   /** The SSH key pair the hosts authorize; default: a new one. Sites of one fleet stack share the stack's key. */
   key?: KeyPair;
+  /** Extra options of every host (e.g. `initComm`, `etcFiles` for the k3s-ansible peer run). Default: none. */
+  hostOptions?: (node: SiteNode) => Pick<SshHostOptions, "initComm" | "etcFiles">;
 }
 
 /** The `config:` block of a committed stack file, keys without the project prefix. */
@@ -116,6 +126,7 @@ export async function startSite(opts: SiteOptions): Promise<Site> {
         authorizedKey: key.publicKeyLine,
         gpu: { ...SKU_GPUS[opts.sku], count: node.gpus ?? 1 },
         controlPlane: { kubeconfigPath: controlPlane.kubeconfigPath, apiPort: controlPlane.apiPort },
+        ...opts.hostOptions?.(node),
       });
       stops.push(() => host.stop());
       hosts.push(host);

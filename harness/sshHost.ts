@@ -77,6 +77,11 @@ export interface SshHostOptions {
   loginUsers?: string[];
   /** Size in MiB of a tmpfs mounted over /var/lib/rancher inside the host: a nearly full disk. Default: none. */
   rancherDiskMiB?: number;
+  /**
+   * What /proc/1/comm reads inside the host (a file bound over it in the host's mount namespace), e.g. "systemd":
+   * the init a real edge box runs, which Ansible's service-manager fact reads. Default: the machine's own PID 1.
+   */
+  initComm?: string;
 }
 
 export interface SshHost {
@@ -133,6 +138,8 @@ const PRIVATE_DIRS: ReadonlyArray<[string, string]> = [
   ["/var/log/forge-edge", "var-log-forge-edge"],
   ["/usr/local/bin", "usr-local-bin"],
   ["/root", "root-home"],
+  // Where the K3s installer writes the unit's environment file (k3s-ansible edits it: the agent's K3S_TOKEN).
+  ["/etc/systemd/system", "etc-systemd-system"],
 ];
 const SNAPSHOT_EXCLUDED = new Set(["/var/log/forge-edge", "/root"]);
 const HARNESS_MOUNT = "/opt/forge-harness";
@@ -529,11 +536,21 @@ function writeNamespaceSetup(
     ...(opts.rancherDiskMiB !== undefined
       ? [`mount -t tmpfs -o size=${Math.floor(opts.rancherDiskMiB)}m tmpfs /var/lib/rancher`]
       : []),
+    ...(opts.initComm !== undefined
+      ? [`mount --bind ${shq(writeInitComm(dir, opts.initComm))} /proc/1/comm`]
+      : []),
     `exec /usr/sbin/sshd -D -e -f ${host.sshdConfig}`,
     "",
   ];
   fs.writeFileSync(setup, lines.join("\n"), { mode: 0o755 });
   return setup;
+}
+
+/** dir/init-comm: the host's view of /proc/1/comm. */
+function writeInitComm(dir: string, comm: string): string {
+  const f = path.join(dir, "init-comm");
+  fs.writeFileSync(f, `${comm.trim()}\n`);
+  return f;
 }
 
 function snapshotDirs(rootDirs: Record<string, string>): Record<string, string> {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Test double of the K3s installer (get.k3s.io install.sh), air-gap mode only. Run by the node
-# script as `INSTALL_K3S_SKIP_DOWNLOAD=true INSTALL_K3S_EXEC=server|agent [K3S_URL=...] sh install.sh`.
+# Test double of the K3s installer (get.k3s.io install.sh), with the binary pre-placed (air gap, or k3s-fetch). Run by the node
+# script as `INSTALL_K3S_SKIP_DOWNLOAD=true|binary INSTALL_K3S_EXEC=server|agent [K3S_URL=...] sh install.sh`.
 # Like the real one it expects /usr/local/bin/k3s, writes the service (here: systemctl-double state),
 # the uninstall and killall scripts and the kubectl symlink, then enables and (re)starts the service.
 # Being run by `sh` (dash), it re-executes itself with bash first:
@@ -20,8 +20,9 @@ fatal() {
 }
 
 BIN_DIR=/usr/local/bin
-[[ ${INSTALL_K3S_SKIP_DOWNLOAD:-} == true ]] ||
-  fatal "forge-edge double: only air-gapped installs are possible on a test host (set INSTALL_K3S_SKIP_DOWNLOAD=true)"
+# get.k3s.io's can_skip_download_binary: `true` skips every download, `binary` the binary only.
+[[ ${INSTALL_K3S_SKIP_DOWNLOAD:-} == true || ${INSTALL_K3S_SKIP_DOWNLOAD:-} == binary ]] ||
+  fatal "forge-edge double: a test host cannot download K3s (set INSTALL_K3S_SKIP_DOWNLOAD=true or binary)"
 [[ -x $BIN_DIR/k3s ]] || fatal "Executable k3s binary not found at $BIN_DIR/k3s"
 require_control_plane
 
@@ -57,6 +58,14 @@ for v in K3S_URL K3S_TOKEN K3S_TOKEN_FILE; do
   if [[ -n ${!v:-} ]]; then printf '%s=%q\n' "$v" "${!v}" >>"$SYSTEMD_STATE/$svc.env"; fi
 done
 chmod 0600 "$SYSTEMD_STATE/$svc.env"
+# As get.k3s.io's create_env_file: the unit's EnvironmentFile with the installer's K3S_*/CONTAINERD_* variables
+# (k3s-ansible appends the agent's K3S_TOKEN to it; the systemctl double reads it at start).
+systemd_dir=${INSTALL_K3S_SYSTEMD_DIR:-/etc/systemd/system}
+mkdir -p "$systemd_dir"
+(
+  umask 077
+  env | { grep -E '^(K3S|CONTAINERD)_' || true; } >"$systemd_dir/$svc.service.env"
+)
 if ((${#exec_words[@]} > 0)); then
   printf 'K3S_DOUBLE_ARGS=%q\n' "${exec_words[*]}" >>"$SYSTEMD_STATE/$svc.env"
 fi

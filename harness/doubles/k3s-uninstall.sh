@@ -25,6 +25,7 @@ if [[ $role == server && -r /var/lib/rancher/k3s/server/token && -n ${FORGE_SHAR
   rm -f "$FORGE_SHARED/k3s-tokens/$FORGE_HOST_IP"
 fi
 rm -f "$SYSTEMD_STATE/$svc".{active,enabled,unit,env,journal} "$SYSTEMD_STATE/k3s.forwarder.log"
+rm -f "/etc/systemd/system/$svc.service.env" # as get.k3s.io's uninstall: rm -f ${FILE_K3S_ENV}
 
 rm -rf /etc/rancher/k3s /var/lib/rancher/k3s
 if [[ -L $BIN_DIR/kubectl && $(readlink "$BIN_DIR/kubectl") == k3s ]]; then rm -f "$BIN_DIR/kubectl"; fi
