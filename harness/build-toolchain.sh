@@ -19,6 +19,10 @@
 #   random           pulumi-resource-random (bridged; own mapping), installed as a plugin (harness/toolchain/random)
 #   checker          forge-edge-checker: K3s's containerd rendering, containerd's config loader, the device
 #                    plugin's config parser; its Go tests run first (harness/toolchain/checker)
+# Optional groups (built only when named: --only node, or `harness/build-toolchain.sh node`):
+#   node             real node components (issue 11): kubelet, kube-proxy, a device-plugin stand-in, containerd, ctr,
+#                    runc shim, runc (cgo, needs libseccomp-dev), CNI plugins, the pause + fake inference OCI images
+#                    (harness/toolchain/node, harness/images) -> $CACHE/bin/node-<KUBE_VERSION>-<NODE_IMAGES_VERSION>/
 # (The upstream random provider module and the current Node language host are refused by the Go module
 #  proxy; see harness/versions.env for what is built instead. The command provider's module is refused too:
 #  it is built from its pristine source archive in shared/third_party.)
@@ -45,6 +49,7 @@ WORK_ROOT="$CACHE/work"
 PULUMI_HOME_DIR="$CACHE/pulumi-home"
 TOOLCHAIN_JSON="$CACHE/toolchain.json"
 ALL_GROUPS=(etcd kwok kube pulumi language-nodejs command kubernetes random checker)
+OPTIONAL_GROUPS=(node)
 
 ONLY=${FORGE_EDGE_ONLY:-}
 CHECK=0
@@ -56,7 +61,8 @@ while [ $# -gt 0 ]; do
     --check) CHECK=1; shift ;;
     --verify) VERIFY=1; shift ;;
     --list) printf '%s\n' "${ALL_GROUPS[@]}"; exit 0 ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+    [a-z]*) ONLY="${ONLY:+$ONLY,}$1"; shift ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -66,12 +72,12 @@ if [ -z "$ONLY" ]; then
   SELECTED=("${ALL_GROUPS[@]}")
 else
   IFS=', ' read -r -a wanted <<<"$ONLY"
-  for g in "${ALL_GROUPS[@]}"; do
+  for g in "${ALL_GROUPS[@]}" "${OPTIONAL_GROUPS[@]}"; do
     for w in "${wanted[@]}"; do [ "$g" = "$w" ] && SELECTED+=("$g"); done
   done
   for w in "${wanted[@]}"; do
-    case " ${ALL_GROUPS[*]} " in *" $w "*) continue ;; esac
-    echo "unknown group: $w (groups: ${ALL_GROUPS[*]})" >&2; exit 2
+    case " ${ALL_GROUPS[*]} ${OPTIONAL_GROUPS[*]} " in *" $w "*) continue ;; esac
+    echo "unknown group: $w (groups: ${ALL_GROUPS[*]} ${OPTIONAL_GROUPS[*]})" >&2; exit 2
   done
 fi
 
@@ -379,6 +385,63 @@ group_checker() {
     "$CHECKER_LDFLAGS -X 'main.k3sSource=$CHECKER_K3S_SOURCE'" "forge-edge-checker=."
 }
 
+NODE_DIR="$BIN_ROOT/node-$KUBE_VERSION-$NODE_IMAGES_VERSION"
+NODE_CNI_PLUGINS=(ipam/host-local main/bridge main/loopback meta/portmap)
+# What K3s bundles below the API, from three wrapper modules (kube/, containerd/ under harness/toolchain/node) and
+# harness/images; the stamp keys on all of them and the versions. Built with go_build into DIR.tmp, then renamed.
+group_node() {
+  local v=${KUBE_VERSION#v} kld="-s -w" p major minor fp images_fp t0 work d cld
+  major=${v%%.*}; minor=${v#*.}; minor=${minor%%.*}
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    kld+=" -X $p.gitVersion=$KUBE_VERSION -X $p.gitMajor=$major -X $p.gitMinor=$minor"
+    kld+=" -X $p.gitCommit=${KUBE_GIT_COMMIT:-unknown} -X $p.gitTreeState=clean -X $p.buildDate=$KUBE_BUILD_DATE"
+  done
+  p=github.com/containerd/containerd/v2/version
+  cld="-s -w -X $p.Version=$NODE_CONTAINERD_VERSION -X $p.Revision=unknown -X $p.Package=github.com/containerd/containerd/v2"
+  images_fp=$(cd "$HARNESS_DIR/images" && find . -type f \( -name go.mod -o -name '*.go' \) -print0 | LC_ALL=C sort -z |
+    xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+  fp=$(fingerprint node "$kld" "$cld" "$images_fp" "$NODE_RUNC_TAGS" "$NODE_CONTAINERD_TAGS" "$NODE_PAUSE_IMAGE" \
+    "$NODE_INFERENCE_IMAGE")
+  local outs=(kubelet kube-proxy gpu-device-plugin containerd ctr containerd-shim-runc-v2 runc images/pause.tar
+    images/inference.tar)
+  for p in "${NODE_CNI_PLUGINS[@]}"; do outs+=("cni/${p#*/}"); done
+  if up_to_date "$NODE_DIR" "$fp" "${outs[@]}"; then log "node: up to date ($NODE_DIR)"; return 0; fi
+  if [ "$CHECK" = 1 ]; then log "node: NOT built or out of date ($NODE_DIR)"; MISSING+=(node); return 0; fi
+  [ -f /usr/lib/x86_64-linux-gnu/libseccomp.a ] || [ -f /usr/lib/libseccomp.a ] ||
+    die "node: runc is built static with seccomp and needs libseccomp.a: apt-get install libseccomp-dev"
+  command -v gcc >/dev/null || die "node: runc needs cgo (gcc)"
+  t0=$(date +%s)
+  log "node: building into $NODE_DIR"
+  work="$WORK_ROOT/node" # (two modules, no go.mod at the top: prepare_work does not apply)
+  rm -rf "$work"; mkdir -p "$work"
+  cp -R "$WRAPPERS/node/." "$work/"
+  cp -R "$HARNESS_DIR/images" "$work/images"
+  d="$NODE_DIR.tmp"
+  rm -rf "$d"; mkdir -p "$d/cni" "$d/images"
+  go_build "$work/kube" "$d/kubelet" k8s.io/kubernetes/cmd/kubelet "$kld" "selinux,notest"
+  go_build "$work/kube" "$d/kube-proxy" k8s.io/kubernetes/cmd/kube-proxy "$kld" "selinux,notest"
+  go_build "$work/kube" "$d/gpu-device-plugin" ./gpu-device-plugin "-s -w"
+  for p in containerd ctr containerd-shim-runc-v2; do
+    go_build "$work/containerd" "$d/$p" "github.com/containerd/containerd/v2/cmd/$p" "$cld" "$NODE_CONTAINERD_TAGS"
+  done
+  CGO_ENABLED=1 go_build "$work/containerd" "$d/runc" github.com/opencontainers/runc \
+    "-s -w -X main.version=${NODE_RUNC_VERSION#v} -extldflags -static" "$NODE_RUNC_TAGS"
+  for p in "${NODE_CNI_PLUGINS[@]}"; do
+    go_build "$work/containerd" "$d/cni/${p#*/}" "github.com/containernetworking/plugins/plugins/$p" \
+      "-s -w -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$NODE_CNI_PLUGINS_VERSION"
+  done
+  go_build "$work/images" "$work/bin/pause" ./pause "-s -w"
+  go_build "$work/images" "$work/bin/inference" ./inference "-s -w"
+  go_build "$work/images" "$work/bin/ocitar" ./ocitar "-s -w"
+  "$work/bin/ocitar" -bin "$work/bin/pause" -o "$d/images/pause.tar" -name "$NODE_PAUSE_IMAGE"
+  "$work/bin/ocitar" -bin "$work/bin/inference" -o "$d/images/inference.tar" -name "$NODE_INFERENCE_IMAGE"
+  cp "$work/bin/ocitar" "$d/ocitar"
+  printf '%s\n' "$fp" >"$d/.stamp"
+  rm -rf "$NODE_DIR"
+  mv "$d" "$NODE_DIR"
+  log "node: done in $(( $(date +%s) - t0 ))s"
+}
+
 # ---------------------------------------------------------------------------------------------
 # toolchain.json
 
@@ -463,6 +526,9 @@ verify_group() {
     language-nodejs) ls -l "$PULUMI_ROOT/bin/pulumi-language-nodejs" ;;
     command|kubernetes|random) "${penv[@]}" "$PULUMI_BIN" plugin ls | grep -E "^(NAME|$1 )" ;;
     checker) "$CHECKER_DIR/forge-edge-checker" version ;;
+    node)
+      "$NODE_DIR/kubelet" --version; "$NODE_DIR/kube-proxy" --version; "$NODE_DIR/containerd" --version
+      "$NODE_DIR/runc" --version; "$NODE_DIR/cni/bridge" 2>&1 | head -n1 || true ;;
   esac
 }
 
