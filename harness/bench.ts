@@ -12,6 +12,9 @@
  * The README's performance section is rendered from that file: npm run bench:readme.
  *
  * Run: npm run bench [-- --out results.json] [--critical-path] [--baseline FILE] [--busy-ok]
+ *   --fleet          the fleet figures instead (harness/fleetBench.ts), into the file's `fleet` key.
+ *   --time-to-serving  the modelled time to serving of one node (harness/timeToServing.ts), into `timeToServing`.
+ *   --peers          `pulumi up` vs k3s-ansible's site.yml on fresh sites, 1 and 10 nodes (harness/peers/), into `peers`.
  *   --critical-path  only the one-node `up` (after a warm-up preview), every resource's step printed; writes JSON
  *                    only when --out is given.
  */
@@ -25,6 +28,9 @@ import { DEFAULT_K3S_VERSION } from "../config/stack";
 import { benchSummary, BenchResults, CriticalPathSummary } from "./benchReport";
 import { analyse, formatPath, formatSteps, StateResource, TimedEvent } from "./criticalPath";
 import { EngineStack, openStack } from "./engine";
+import { fleetBench } from "./fleetBench";
+import { timeToServingBench } from "./timeToServingBench";
+import { peersBench } from "./peers/peerBench";
 import { machineLoad } from "./processes";
 import { apiRoundTripMs, watchReadiness } from "./readinessWatch";
 import { ownSshds, ScriptRun, ScriptTimer } from "./scriptTimer";
@@ -214,6 +220,22 @@ function baselineFor(out: string): BenchResults["baseline"] {
 }
 
 async function main(): Promise<void> {
+  if (process.argv.includes("--time-to-serving"))
+    return timeToServingBench({
+      out: arg("--out") ?? path.join(ROOT, "bench-results.json"),
+      argv: process.argv,
+    });
+  if (process.argv.includes("--peers")) {
+    await peersBench({ out: arg("--out") ?? path.join(ROOT, "bench-results.json") });
+    return;
+  }
+  if (process.argv.includes("--fleet"))
+    return fleetBench({
+      out: arg("--out") ?? path.join(ROOT, "bench-results.json"),
+      busyOk: process.argv.includes("--busy-ok"),
+      maxBusyCores: MAX_BACKGROUND_CORES,
+      default100: process.argv.includes("--fleet-default-100"),
+    });
   const busyCores = await refuseBusyMachine();
   const quick = process.argv.includes("--critical-path");
   const out = arg("--out") ?? (quick ? undefined : path.join(ROOT, "bench-results.json"));
@@ -268,6 +290,18 @@ async function main(): Promise<void> {
     results,
     criticalPath,
     ...(baseline ? { baseline } : {}),
+    // Figures of the other runs (`--fleet`) are kept.
+    ...(fs.existsSync(out)
+      ? { fleet: (JSON.parse(fs.readFileSync(out, "utf8")) as BenchResults).fleet }
+      : {}),
+    // and the side by side with k3s-ansible (`--peers`),
+    ...(fs.existsSync(out)
+      ? { peers: (JSON.parse(fs.readFileSync(out, "utf8")) as BenchResults).peers }
+      : {}),
+    // and the modelled time to serving (`--time-to-serving`).
+    ...(fs.existsSync(out)
+      ? { timeToServing: (JSON.parse(fs.readFileSync(out, "utf8")) as BenchResults).timeToServing }
+      : {}),
   };
   fs.writeFileSync(out, JSON.stringify(doc, null, 2) + "\n");
   console.log(`wrote ${out}`);

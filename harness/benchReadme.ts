@@ -1,11 +1,15 @@
 /**
- * Rewrites README.md's performance section (between the bench markers) from bench-results.json.
+ * Rewrites README.md's performance section (between the bench markers) and its Fleets bench table (between the
+ * bench-fleet markers) from bench-results.json.
  * Run: npm run bench:readme [-- --results FILE]
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 
 import { BenchResults, formattedPerformance, replaceSection } from "./benchReport";
+import { formattedFleet, replaceFleetSection } from "./fleetBench";
+import { formattedTimeToServing, replaceTimeToServingSection } from "./timeToServing";
+import { formattedPeers, replacePeersSection } from "./peers/peerBench";
 
 const ROOT = path.resolve(__dirname, "..");
 
@@ -15,7 +19,11 @@ async function main(): Promise<void> {
   const readmePath = path.join(ROOT, "README.md");
   const doc = JSON.parse(fs.readFileSync(resultsFile, "utf8")) as BenchResults;
   const readme = fs.readFileSync(readmePath, "utf8");
-  const next = replaceSection(readme, await formattedPerformance(doc, readmePath));
+  let next = replaceSection(readme, await formattedPerformance(doc, readmePath));
+  if (doc.fleet) next = replaceFleetSection(next, await formattedFleet(doc.fleet, readmePath));
+  if (doc.timeToServing)
+    next = replaceTimeToServingSection(next, await formattedTimeToServing(doc.timeToServing, readmePath));
+  if (doc.peers) next = replacePeersSection(next, await formattedPeers(doc.peers, readmePath));
   if (next === readme) console.log("README.md is up to date");
   else {
     fs.writeFileSync(readmePath, next);
