@@ -82,18 +82,28 @@ export class EdgeNode extends pulumi.ComponentResource {
     );
     const after = [...(args.after ?? []), probe];
 
+    // A node step: its delete is its uninstall, and a replacement uninstalls before it installs again.
+    const step = (
+      id: string,
+      create: string,
+      uninstall: string,
+      dependsOn: pulumi.Resource[],
+      stdin?: pulumi.Input<string>,
+    ): command.remote.Command =>
+      new command.remote.Command(
+        `${name}-${id}`,
+        { connection, create, delete: uninstall, ...(stdin ? { stdin } : {}), addPreviousOutputInEnv: false },
+        { parent: this, customTimeouts: timeouts, deleteBeforeReplace: true, dependsOn },
+      );
+
     // Air gap: a staging directory the SSH user owns, the copies into it (SFTP, as that user), and the K3s step
     // installs from it as root. The staging step's delete removes what was staged.
     const stage = airgap
-      ? new command.remote.Command(
-          `${name}-airgap-stage`,
-          {
-            connection,
-            create: remoteCommand("airgap-stage", { OWNER: node.user }, node.user),
-            delete: remoteCommand("airgap-unstage", {}, node.user),
-            addPreviousOutputInEnv: false,
-          },
-          { parent: this, customTimeouts: timeouts, deleteBeforeReplace: true, dependsOn: after },
+      ? step(
+          "airgap-stage",
+          remoteCommand("airgap-stage", { OWNER: node.user }, node.user),
+          remoteCommand("airgap-unstage", {}, node.user),
+          after,
         )
       : undefined;
     const copies = airgap
@@ -110,16 +120,12 @@ export class EdgeNode extends pulumi.ComponentResource {
     // Private registries: K3s reads registries.yaml at start, so this precedes the K3s step.
     const registries = bootstrap.registries
       ? [
-          new command.remote.Command(
-            `${name}-registries`,
-            {
-              connection,
-              create: remoteCommand("registries", {}, node.user),
-              delete: remoteCommand("registries-remove", {}, node.user),
-              stdin: pulumi.secret(registriesYaml(bootstrap.registries)),
-              addPreviousOutputInEnv: false,
-            },
-            { parent: this, customTimeouts: timeouts, deleteBeforeReplace: true, dependsOn: after },
+          step(
+            "registries",
+            remoteCommand("registries", {}, node.user),
+            remoteCommand("registries-remove", {}, node.user),
+            after,
+            pulumi.secret(registriesYaml(bootstrap.registries)),
           ),
         ]
       : [];
@@ -127,60 +133,29 @@ export class EdgeNode extends pulumi.ComponentResource {
     // Online: the K3s installer and binary download while the runtime step installs the toolkit, instead of
     // inside the K3s step after it.
     this.fetch = fetchCreate
-      ? new command.remote.Command(
-          `${name}-k3s-fetch`,
-          {
-            connection,
-            create: fetchCreate,
-            delete: remoteCommand("k3s-fetch-remove", {}, node.user),
-            addPreviousOutputInEnv: false,
-          },
-          { parent: this, customTimeouts: timeouts, deleteBeforeReplace: true, dependsOn: after },
-        )
+      ? step("k3s-fetch", fetchCreate, remoteCommand("k3s-fetch-remove", {}, node.user), after)
       : undefined;
 
-    this.runtime = new command.remote.Command(
-      `${name}-nvidia-runtime`,
-      {
-        connection,
-        create: runtimeCreate,
-        delete: remoteCommand("nvidia-runtime-revert", {}, node.user),
-        addPreviousOutputInEnv: false,
-      },
-      { parent: this, customTimeouts: timeouts, deleteBeforeReplace: true, dependsOn: after },
+    this.runtime = step(
+      "nvidia-runtime",
+      runtimeCreate,
+      remoteCommand("nvidia-runtime-revert", {}, node.user),
+      after,
     );
 
-    this.k3s = new command.remote.Command(
-      `${name}-k3s`,
-      {
-        connection,
-        create: k3sCreate,
-        delete: remoteCommand("k3s-uninstall", { ROLE: node.role }, node.user),
-        // Secret whatever the caller passed: the token must never be stored or shown in plaintext.
-        stdin: pulumi.secret(args.token),
-        addPreviousOutputInEnv: false,
-      },
-      {
-        parent: this,
-        dependsOn: [this.runtime, ...copies, ...registries, ...(this.fetch ? [this.fetch] : [])],
-        customTimeouts: timeouts,
-        deleteBeforeReplace: true,
-      },
+    this.k3s = step(
+      "k3s",
+      k3sCreate,
+      remoteCommand("k3s-uninstall", { ROLE: node.role }, node.user),
+      [this.runtime, ...copies, ...registries, ...(this.fetch ? [this.fetch] : [])],
+      // Secret whatever the caller passed: the token must never be stored or shown in plaintext.
+      pulumi.secret(args.token),
     );
 
     // The pull starts once containerd runs: K3s's image watcher reads the list while K3s runs, in the background.
     // Air-gapped nodes have no registry to pull from; their images are staged tarballs.
     this.prePull = prePullCreate
-      ? new command.remote.Command(
-          `${name}-image-prepull`,
-          {
-            connection,
-            create: prePullCreate,
-            delete: remoteCommand("image-prepull-remove", {}, node.user),
-            addPreviousOutputInEnv: false,
-          },
-          { parent: this, customTimeouts: timeouts, deleteBeforeReplace: true, dependsOn: [this.k3s] },
-        )
+      ? step("image-prepull", prePullCreate, remoteCommand("image-prepull-remove", {}, node.user), [this.k3s])
       : undefined;
 
     this.gpuReport = this.runtime.stdout;

@@ -89,7 +89,10 @@ export class FootprintAccumulator {
     const alive: Record<string, number> = {};
     for (const p of procs) {
       alive[p.cls] = (alive[p.cls] ?? 0) + 1;
-      this.lastTicks.set(`${p.pid}@${p.start}`, { cls: p.cls, ticks: p.cpuTicks });
+      // An exiting process's cmdline reads empty ("other"): it keeps the class it was last seen with.
+      const key = `${p.pid}@${p.start}`;
+      const known = this.lastTicks.get(key)?.cls;
+      this.lastTicks.set(key, { cls: p.cls === "other" && known ? known : p.cls, ticks: p.cpuTicks });
     }
     for (const [cls, n] of Object.entries(alive)) this.maxAlive[cls] = Math.max(this.maxAlive[cls] ?? 0, n);
     if (total > this.peak) {

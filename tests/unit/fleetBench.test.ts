@@ -112,6 +112,15 @@ describe("fleet bench: footprint accounting", () => {
     assert.equal(r.samples, 3);
   });
 
+  it("keeps an exiting process in its class when its cmdline reads empty (seen as 'other' on its last sample)", () => {
+    const acc = new FootprintAccumulator();
+    acc.add([{ pid: 11, start: 2, cls: "provider:kubernetes", rssKiB: 90 * 1024, cpuTicks: 10 }]);
+    acc.add([{ pid: 11, start: 2, cls: "other", rssKiB: 0, cpuTicks: 12 }]);
+    const r = acc.result();
+    assert.deepEqual(r.started, { "provider:kubernetes": 1 });
+    assert.deepEqual(r.cpuS, { "provider:kubernetes": 0.12 });
+  });
+
   it("classifies a process by what it runs now, after an exec, not by what it ran when first seen", async function () {
     this.timeout(20_000);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fleet-bench-test-"));
