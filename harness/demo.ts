@@ -11,8 +11,8 @@ import * as path from "node:path";
 
 import { SKU_NAMES, SkuName } from "../config/skus";
 import { EngineStack, openStack, PROJECT, projectCopy } from "./engine";
-import { SimulatedFleet, startFleet } from "./fleetSites";
-import { Site, startSite } from "./site";
+import { startFleet } from "./fleetSites";
+import { startSite } from "./site";
 import { loadToolchain } from "./toolchain";
 
 /** At most this many simulated sites: each runs its own control plane (etcd, apiserver, …, kwok). */
@@ -47,43 +47,52 @@ function step(msg: string): void {
   console.log(`\n\x1b[1m==> ${msg}\x1b[0m`);
 }
 
+/**
+ * The demo's teardown, run once whether the demo ends or is interrupted: `pulumi destroy` as soon as an `up` has
+ * started (a failed `up` can leave steps done on the hosts), then the simulated sites stop and their folder goes.
+ */
+function teardown(sku: SkuName, dir: string, keep: boolean, what: "site" | "sites") {
+  const state: { es?: EngineStack; upStarted: boolean; stop?: () => Promise<void> } = { upStarted: false };
+  let cleaning: Promise<void> | undefined;
+  const run = () =>
+    (cleaning ??= (async () => {
+      if (keep) return void console.log(`\n--keep: leaving the ${what} running in ${dir}`);
+      if (state.es && state.upStarted) {
+        step(`pulumi destroy --stack ${sku} (uninstalls K3s from every simulated node)`);
+        await state.es.stack
+          .destroy({ onOutput: (s) => process.stdout.write(s) })
+          .catch((e: Error) => console.error(e.message));
+      }
+      step(`stopping the simulated ${what}`);
+      await state.stop?.();
+      fs.rmSync(dir, { recursive: true, force: true });
+    })());
+  process.once("SIGINT", () => void run().then(() => process.exit(130)));
+  process.once("SIGTERM", () => void run().then(() => process.exit(143)));
+  return { state, run };
+}
+
 async function main(): Promise<void> {
   const { sku, keep, sites } = parseArgs(process.argv.slice(2));
   if (sites > 1) return fleetDemo(sku, sites, keep);
   const tc = loadToolchain();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `forge-demo-${sku}-`));
-  let site: Site | undefined;
-  let es: EngineStack | undefined;
-  let upDone = false;
-  let cleaning: Promise<void> | undefined;
-  const cleanup = () =>
-    (cleaning ??= (async () => {
-      if (keep) return void console.log(`\n--keep: leaving the site running in ${dir}`);
-      if (es && upDone) {
-        step(`pulumi destroy --stack ${sku} (uninstalls K3s from every simulated node)`);
-        await es.stack
-          .destroy({ onOutput: (s) => process.stdout.write(s) })
-          .catch((e: Error) => console.error(e.message));
-      }
-      step("stopping the simulated site");
-      await site?.stop();
-      fs.rmSync(dir, { recursive: true, force: true });
-    })());
-  process.once("SIGINT", () => void cleanup().then(() => process.exit(130)));
-  process.once("SIGTERM", () => void cleanup().then(() => process.exit(143)));
+  const { state, run: cleanup } = teardown(sku, dir, keep, "site");
 
   try {
     step(`starting a simulated ${sku} edge site (control plane + kwok GPU node + SSH host) in ${dir}`);
-    site = await startSite({ sku, dir });
+    const site = await startSite({ sku, dir });
+    state.stop = () => site.stop();
     console.log(
       `  node ${site.hosts[0].name} at ssh://root@${site.hosts[0].host}:22, timings (ms): ${JSON.stringify(site.timings)}`,
     );
 
     step(`pulumi up --stack ${sku} (Pulumi ${tc.versions.pulumi ?? ""}, real engine and providers)`);
-    es = await openStack({ stackName: sku, dir, config: site.config, projectDir: projectCopy(dir) });
+    const es = await openStack({ stackName: sku, dir, config: site.config, projectDir: projectCopy(dir) });
+    state.es = es;
     const t = Date.now();
+    state.upStarted = true;
     const res = await es.stack.up({ onOutput: (s) => process.stdout.write(s) });
-    upDone = true;
     console.log(`\nup: ${res.summary.result} in ${((Date.now() - t) / 1000).toFixed(1)} s`);
 
     step("what runs");
@@ -114,31 +123,14 @@ async function fleetDemo(sku: SkuName, count: number, keep: boolean): Promise<vo
   const tc = loadToolchain();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `forge-demo-${sku}-fleet-`));
   const names = Array.from({ length: count }, (_, i) => `plant-${String.fromCharCode(97 + i)}`);
-  let fleet: SimulatedFleet | undefined;
-  let es: EngineStack | undefined;
-  let upStarted = false;
-  let cleaning: Promise<void> | undefined;
-  const cleanup = () =>
-    (cleaning ??= (async () => {
-      if (keep) return void console.log(`\n--keep: leaving the sites running in ${dir}`);
-      if (es && upStarted) {
-        step(`pulumi destroy --stack ${sku} (uninstalls K3s from every site's nodes)`);
-        await es.stack
-          .destroy({ onOutput: (s) => process.stdout.write(s) })
-          .catch((e: Error) => console.error(e.message));
-      }
-      step("stopping the simulated sites");
-      await fleet?.stop();
-      fs.rmSync(dir, { recursive: true, force: true });
-    })());
-  process.once("SIGINT", () => void cleanup().then(() => process.exit(130)));
-  process.once("SIGTERM", () => void cleanup().then(() => process.exit(143)));
+  const { state, run: cleanup } = teardown(sku, dir, keep, "sites");
 
   try {
     step(
       `starting ${count} simulated ${sku} edge sites (each its own control plane + kwok GPU node + SSH host) in ${dir}`,
     );
-    fleet = await startFleet({ sku, dir, sites: names.map((name) => ({ name })) });
+    const fleet = await startFleet({ sku, dir, sites: names.map((name) => ({ name })) });
+    state.stop = () => fleet.stop();
     for (const [name, site] of fleet.sites)
       console.log(
         `  ${name}: node ${site.hosts[0].name} at ssh://root@${site.hosts[0].host}:22, API ${site.controlPlane.server}`,
@@ -147,13 +139,14 @@ async function fleetDemo(sku: SkuName, count: number, keep: boolean): Promise<vo
     step(
       `pulumi up --stack ${sku} with sites [${names.join(", ")}] (canary site first, then the rest in one wave)`,
     );
-    es = await openStack({ stackName: sku, dir, config: fleet.config(), projectDir: projectCopy(dir) });
+    const es = await openStack({ stackName: sku, dir, config: fleet.config(), projectDir: projectCopy(dir) });
+    state.es = es;
     await es.stack.setConfig(`${PROJECT}:rollout`, {
       value: JSON.stringify({ canarySites: 1, siteBatchSize: 0 }),
     });
     const t = Date.now();
     const gates: string[] = [];
-    upStarted = true;
+    state.upStarted = true;
     const res = await es.stack.up({
       onOutput: (s) => process.stdout.write(s),
       onEvent: (e) => {
