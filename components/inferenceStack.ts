@@ -2,6 +2,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 
 import { SkuProfile } from "../config/skus";
+import { DEFAULT_PROBES, ProbeConfig } from "../config/sections/inference";
 import { InferenceConfig } from "../config/stack";
 import {
   ANNOTATIONS,
@@ -27,15 +28,8 @@ export const ROLLOUT = {
  * pulumi-kubernetes 4.25 drops it from the apply when another manager owns it, and the diff ignores it.
  */
 export const DEPLOYMENT_IGNORE_CHANGES = ["spec.replicas"];
-/** Probe periods are the seed's; only the startup budget stretches with the model's load time. */
-export const PROBES = {
-  startupPeriodSeconds: 10,
-  minStartupFailureThreshold: 30,
-  livenessPeriodSeconds: 30,
-  livenessFailureThreshold: 3,
-  readinessPeriodSeconds: 10,
-  readinessFailureThreshold: 3,
-} as const;
+/** The design's probe timings: the defaults of `inference.probes` (a stack may tune them). */
+export const PROBES: ProbeConfig = DEFAULT_PROBES;
 
 export interface InferenceStackArgs {
   sku: SkuProfile;
@@ -125,30 +119,37 @@ export function modelsVolume(storage: {
   };
 }
 
-/** Startup budget: enough 10 s periods to cover the model's load time, never below the seed's five minutes. */
-export function startupFailureThreshold(modelLoadSeconds: number): number {
+/**
+ * Startup budget: enough startup periods to cover the model's load time, never below the floor (the design's
+ * 30 x 10 s = five minutes by default). `probes` is the stack's `inference.probes`.
+ */
+export function startupFailureThreshold(modelLoadSeconds: number, probes: ProbeConfig = PROBES): number {
   return Math.max(
-    PROBES.minStartupFailureThreshold,
-    Math.ceil(modelLoadSeconds / PROBES.startupPeriodSeconds),
+    probes.minStartupFailureThreshold,
+    Math.ceil(modelLoadSeconds / probes.startupPeriodSeconds),
   );
 }
 
-/** Seconds the startup probe allows before the kubelet restarts a loading container. */
-export function startupBudgetSeconds(modelLoadSeconds: number): number {
-  return startupFailureThreshold(modelLoadSeconds) * PROBES.startupPeriodSeconds;
+/** Seconds the startup probe allows before the kubelet restarts a loading container (>= modelLoadSeconds). */
+export function startupBudgetSeconds(modelLoadSeconds: number, probes: ProbeConfig = PROBES): number {
+  return startupFailureThreshold(modelLoadSeconds, probes) * probes.startupPeriodSeconds;
 }
+
+/** What the rollout arithmetic reads of the inference config: the load time and, where set, the probes. */
+type RolloutInput = Pick<InferenceConfig, "modelLoadSeconds"> & { probes?: ProbeConfig };
 
 /**
  * Seconds a healthy rollout may spend replacing one replica: the old pod's grace period, the image pull, the whole
  * startup budget, then one readiness period. Also the Deployment's progress deadline: each replica that becomes
  * available is progress, so no healthy replacement may take longer.
  */
-export function replicaRolloutSeconds(inf: Pick<InferenceConfig, "modelLoadSeconds">): number {
+export function replicaRolloutSeconds(inf: RolloutInput): number {
+  const probes = inf.probes ?? PROBES;
   return (
     ROLLOUT.terminationGraceSeconds +
     ROLLOUT.imagePullSeconds +
-    startupBudgetSeconds(inf.modelLoadSeconds) +
-    PROBES.readinessPeriodSeconds
+    startupBudgetSeconds(inf.modelLoadSeconds, probes) +
+    probes.readinessPeriodSeconds
   );
 }
 
@@ -158,7 +159,7 @@ export function replicaRolloutSeconds(inf: Pick<InferenceConfig, "modelLoadSecon
  * in turn. The image pull is paid once per node the replicas spread over, not per replica.
  */
 export function deploymentAwaitSeconds(
-  inf: Pick<InferenceConfig, "modelLoadSeconds" | "maxReplicas">,
+  inf: RolloutInput & Pick<InferenceConfig, "maxReplicas">,
   gpuNodes: number,
 ): number {
   const perReplica = replicaRolloutSeconds(inf) - ROLLOUT.imagePullSeconds;
@@ -255,18 +256,18 @@ export function deploymentSpec(
               },
               startupProbe: {
                 httpGet: http,
-                periodSeconds: PROBES.startupPeriodSeconds,
-                failureThreshold: startupFailureThreshold(inf.modelLoadSeconds),
+                periodSeconds: inf.probes.startupPeriodSeconds,
+                failureThreshold: startupFailureThreshold(inf.modelLoadSeconds, inf.probes),
               },
               livenessProbe: {
                 httpGet: http,
-                periodSeconds: PROBES.livenessPeriodSeconds,
-                failureThreshold: PROBES.livenessFailureThreshold,
+                periodSeconds: inf.probes.livenessPeriodSeconds,
+                failureThreshold: inf.probes.livenessFailureThreshold,
               },
               readinessProbe: {
                 httpGet: { path: "/health/ready", port: "http" },
-                periodSeconds: PROBES.readinessPeriodSeconds,
-                failureThreshold: PROBES.readinessFailureThreshold,
+                periodSeconds: inf.probes.readinessPeriodSeconds,
+                failureThreshold: inf.probes.readinessFailureThreshold,
               },
               securityContext: {
                 allowPrivilegeEscalation: false,

@@ -17,6 +17,7 @@ import {
 } from "./sections/airgap";
 import {
   INFERENCE_KEYS,
+  PROBE_KEYS,
   InferenceConfig,
   parseInference,
   parseStorage,
@@ -138,10 +139,12 @@ export const SECTION_KEYS = {
  * `nodes[].hostKey`, `sites[].nodes[].host`. A key of a section is listed instead of its section.
  */
 export function configKeyPaths(): string[] {
+  // Objects inside a section (`inference.probes`) are listed by their keys too.
+  const sections: Record<string, readonly string[]> = { ...SECTION_KEYS, probes: PROBE_KEYS };
   const paths = (k: string, prefix: string): string[] => {
-    if (!Object.hasOwn(SECTION_KEYS, k)) return [prefix];
+    if (!Object.hasOwn(sections, k)) return [prefix];
     const list = k === "nodes" || k === "sites" ? `${prefix}[]` : prefix;
-    return SECTION_KEYS[k as keyof typeof SECTION_KEYS].flatMap((sub) => paths(sub, `${list}.${sub}`));
+    return sections[k].flatMap((sub) => paths(sub, `${list}.${sub}`));
   };
   return STACK_KEYS.flatMap((k) => paths(k, k));
 }

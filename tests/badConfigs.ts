@@ -253,6 +253,23 @@ export const BAD_CONFIGS: BadConfig[] = [
     expect: /^inference\.modelLoadSeconds = -5 is invalid/,
   },
   {
+    name: "probe period out of range",
+    overrides: { inference: inference("p40", { probes: { livenessPeriodSeconds: 0 } }) },
+    expect: /^inference\.probes\.livenessPeriodSeconds = 0 is invalid: an integer from 1 to 300$/,
+  },
+  {
+    name: "unknown probe key",
+    overrides: { inference: inference("p40", { probes: { livenessTimeoutSeconds: 5 } }) },
+    expect:
+      /^inference\.probes\.livenessTimeoutSeconds is not a known key: allowed keys are startupPeriodSeconds, /,
+  },
+  {
+    name: "readiness slower than liveness",
+    overrides: { inference: inference("p40", { probes: { readinessPeriodSeconds: 60 } }) },
+    expect:
+      /^inference\.probes\.readinessFailureThreshold = 3 is invalid: readiness \(60 s × 3 = 180 s\) must notice a hung server no later than liveness \(30 s × 3 = 90 s\)/,
+  },
+  {
     name: "unknown inference key",
     overrides: { inference: inference("p40", { gpus: 1 }) },
     expect: /^inference\.gpus is not a known key/,

@@ -17,7 +17,47 @@ export interface InferenceConfig {
   readonly shmSize: string;
   readonly readOnlyRootFilesystem: boolean;
   readonly settings: Readonly<Record<string, string>>;
+  readonly probes: ProbeConfig;
 }
+
+/**
+ * The server's probe timings. The startup probe's failureThreshold is derived, not set: enough startup periods to
+ * cover `modelLoadSeconds`, never fewer than `minStartupFailureThreshold`, so the startup budget always covers the
+ * model's load (components/inferenceStack.ts startupFailureThreshold).
+ */
+export interface ProbeConfig {
+  readonly startupPeriodSeconds: number;
+  readonly minStartupFailureThreshold: number;
+  readonly livenessPeriodSeconds: number;
+  readonly livenessFailureThreshold: number;
+  readonly readinessPeriodSeconds: number;
+  readonly readinessFailureThreshold: number;
+}
+
+/**
+ * The design's probes (k3s-deployment-design.md, "Failover & Health Checks"): startup 30 x 10 s (the 5-minute
+ * floor), liveness 3 x 30 s, readiness 3 x 10 s. Operators on slow boxes tune them; tests scale them down.
+ */
+export const DEFAULT_PROBES: ProbeConfig = {
+  startupPeriodSeconds: 10,
+  minStartupFailureThreshold: 30,
+  livenessPeriodSeconds: 30,
+  livenessFailureThreshold: 3,
+  readinessPeriodSeconds: 10,
+  readinessFailureThreshold: 3,
+};
+
+/** What each probe setting accepts: [min, max]. */
+const PROBE_RANGES: Record<keyof ProbeConfig, [number, number]> = {
+  startupPeriodSeconds: [1, 60],
+  minStartupFailureThreshold: [1, 720],
+  livenessPeriodSeconds: [1, 300],
+  livenessFailureThreshold: [1, 10],
+  readinessPeriodSeconds: [1, 300],
+  readinessFailureThreshold: [1, 10],
+};
+
+export const PROBE_KEYS = Object.keys(PROBE_RANGES) as readonly (keyof ProbeConfig)[];
 
 export const INFERENCE_KEYS = keysOf<keyof InferenceConfig>({
   image: true,
@@ -35,6 +75,7 @@ export const INFERENCE_KEYS = keysOf<keyof InferenceConfig>({
   shmSize: true,
   readOnlyRootFilesystem: true,
   settings: true,
+  probes: true,
 });
 
 export interface StorageConfig {
@@ -79,6 +120,7 @@ export function parseInference(
     shmSize: c.memory("inference.shmSize", inf.shmSize, "2Gi"),
     readOnlyRootFilesystem: c.bool("inference.readOnlyRootFilesystem", inf.readOnlyRootFilesystem, true),
     settings,
+    probes: parseProbes(c, inf.probes),
   };
   const given = new Set(Object.keys(inf).filter((k) => inf[k] !== undefined));
   return { inference, given };
@@ -95,6 +137,32 @@ function parseSettings(c: Checker, raw: unknown): Record<string, string> {
     } else settings[k] = String(v);
   }
   return settings;
+}
+
+/**
+ * `inference.probes`: each period and threshold in the range the kubelet accepts and an edge box can use; the
+ * design's values when unset. Readiness must notice a hung server no later than liveness does, so an unhealthy pod
+ * leaves the Service before it is restarted (the design's failover order).
+ */
+function parseProbes(c: Checker, raw: unknown): ProbeConfig {
+  const p = c.section("inference.probes", raw, PROBE_KEYS);
+  const d = DEFAULT_PROBES;
+  const before = c.problems.length;
+  const key = (k: keyof ProbeConfig) => `inference.probes.${k}`;
+  const probes = Object.fromEntries(
+    PROBE_KEYS.map((k) => [k, c.int(key(k), p[k], d[k], ...PROBE_RANGES[k])]),
+  ) as unknown as ProbeConfig;
+  const readiness = probes.readinessPeriodSeconds * probes.readinessFailureThreshold;
+  const liveness = probes.livenessPeriodSeconds * probes.livenessFailureThreshold;
+  // Only between values that are each valid: a refused one is already reported.
+  if (c.problems.length === before && readiness > liveness) {
+    c.fail(
+      key("readinessFailureThreshold"),
+      p.readinessFailureThreshold ?? d.readinessFailureThreshold,
+      `readiness (${probes.readinessPeriodSeconds} s × ${probes.readinessFailureThreshold} = ${readiness} s) must notice a hung server no later than liveness (${probes.livenessPeriodSeconds} s × ${probes.livenessFailureThreshold} = ${liveness} s), so an unhealthy pod leaves the Service before it is restarted`,
+    );
+  }
+  return probes;
 }
 
 export function parseStorage(c: Checker, src: ConfigSource): StorageConfig {

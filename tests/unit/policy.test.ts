@@ -19,7 +19,7 @@ import {
 import { secretsPreservingProxy } from "@pulumi/policy/secret";
 import * as yaml from "js-yaml";
 
-import { deploymentSpec, serviceSpec } from "../../components/inferenceStack";
+import { deploymentSpec, PROBES, serviceSpec } from "../../components/inferenceStack";
 import { INFERENCE as INFERENCE_NAMES } from "../../components/names";
 import { SKU_NAMES, SKUS } from "../../config/skus";
 import { InferenceConfig } from "../../config/stack";
@@ -68,6 +68,7 @@ const INFERENCE: InferenceConfig = {
   shmSize: "2Gi",
   readOnlyRootFilesystem: true,
   settings: {},
+  probes: PROBES,
 };
 const deployment = (): Props =>
   clone(
