@@ -8,7 +8,7 @@
 #   --verify  after building (or checking), run each selected binary's version command
 #   --list    print the groups and exit
 #
-# Groups (build order): etcd kwok kube pulumi language-nodejs command kubernetes random checker
+# Groups (build order): etcd kwok kube pulumi language-nodejs command kubernetes random checker node netpol
 #   etcd             etcd                                  (harness/toolchain/etcd)
 #   kwok             kwok + kwok Stage YAMLs               (harness/toolchain/kwok)
 #   kube             kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (harness/toolchain/kube)
@@ -19,10 +19,14 @@
 #   random           pulumi-resource-random (bridged; own mapping), installed as a plugin (harness/toolchain/random)
 #   checker          forge-edge-checker: K3s's containerd rendering, containerd's config loader, the device
 #                    plugin's config parser; its Go tests run first (harness/toolchain/checker)
-# Optional groups (built only when named: --only node, or `harness/build-toolchain.sh node`):
+# The real node's groups (issue 11; the realnode drills and kubelet-mode sites need them):
 #   node             real node components (issue 11): kubelet, kube-proxy, a device-plugin stand-in, containerd, ctr,
-#                    runc shim, runc (cgo, needs libseccomp-dev), CNI plugins, the pause + fake inference OCI images
+#                    runc shim, runc (cgo, needs libseccomp-dev), CNI plugins, and OCI image tarballs: pause, fake
+#                    inference, the device-plugin and DCGM-exporter stand-ins, local-path-provisioner, busybox (Debian's
+#                    busybox-static via apt-get download), K3s's air-gap tarball of pause + local-path + busybox
 #                    (harness/toolchain/node, harness/images) -> $CACHE/bin/node-<KUBE_VERSION>-<NODE_IMAGES_VERSION>/
+#   netpol           NetworkPolicy on the real node (issue 11): k3s-netpol (kube-router v2.1.0's controller as K3s's
+#                    agent runs it), CoreDNS + netprobe images (harness/toolchain/netpol) -> $CACHE/bin/netpol-.../
 # (The upstream random provider module and the current Node language host are refused by the Go module
 #  proxy; see harness/versions.env for what is built instead. The command provider's module is refused too:
 #  it is built from its pristine source archive in shared/third_party.)
@@ -48,8 +52,7 @@ BIN_ROOT="$CACHE/bin"
 WORK_ROOT="$CACHE/work"
 PULUMI_HOME_DIR="$CACHE/pulumi-home"
 TOOLCHAIN_JSON="$CACHE/toolchain.json"
-ALL_GROUPS=(etcd kwok kube pulumi language-nodejs command kubernetes random checker)
-OPTIONAL_GROUPS=(node)
+ALL_GROUPS=(etcd kwok kube pulumi language-nodejs command kubernetes random checker node netpol)
 
 ONLY=${FORGE_EDGE_ONLY:-}
 CHECK=0
@@ -72,12 +75,12 @@ if [ -z "$ONLY" ]; then
   SELECTED=("${ALL_GROUPS[@]}")
 else
   IFS=', ' read -r -a wanted <<<"$ONLY"
-  for g in "${ALL_GROUPS[@]}" "${OPTIONAL_GROUPS[@]}"; do
+  for g in "${ALL_GROUPS[@]}"; do
     for w in "${wanted[@]}"; do [ "$g" = "$w" ] && SELECTED+=("$g"); done
   done
   for w in "${wanted[@]}"; do
-    case " ${ALL_GROUPS[*]} ${OPTIONAL_GROUPS[*]} " in *" $w "*) continue ;; esac
-    echo "unknown group: $w (groups: ${ALL_GROUPS[*]} ${OPTIONAL_GROUPS[*]})" >&2; exit 2
+    case " ${ALL_GROUPS[*]} " in *" $w "*) continue ;; esac
+    echo "unknown group: $w (groups: ${ALL_GROUPS[*]})" >&2; exit 2
   done
 fi
 
@@ -390,7 +393,7 @@ NODE_CNI_PLUGINS=(ipam/host-local main/bridge main/loopback meta/portmap)
 # What K3s bundles below the API, from three wrapper modules (kube/, containerd/ under harness/toolchain/node) and
 # harness/images; the stamp keys on all of them and the versions. Built with go_build into DIR.tmp, then renamed.
 group_node() {
-  local v=${KUBE_VERSION#v} kld="-s -w" p major minor fp images_fp t0 work d cld
+  local v=${KUBE_VERSION#v} kld="-s -w" p major minor fp images_fp t0 work d cld archive busybox applet
   major=${v%%.*}; minor=${v#*.}; minor=${minor%%.*}
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     kld+=" -X $p.gitVersion=$KUBE_VERSION -X $p.gitMajor=$major -X $p.gitMinor=$minor"
@@ -401,26 +404,35 @@ group_node() {
   images_fp=$(cd "$HARNESS_DIR/images" && find . -type f \( -name go.mod -o -name '*.go' \) -print0 | LC_ALL=C sort -z |
     xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
   fp=$(fingerprint node "$kld" "$cld" "$images_fp" "$NODE_RUNC_TAGS" "$NODE_CONTAINERD_TAGS" "$NODE_PAUSE_IMAGE" \
-    "$NODE_INFERENCE_IMAGE")
-  local outs=(kubelet kube-proxy gpu-device-plugin containerd ctr containerd-shim-runc-v2 runc images/pause.tar
-    images/inference.tar)
+    "$NODE_INFERENCE_IMAGE" "$CHECKER_DEVICE_PLUGIN_ARCHIVE_SHA256" "$NODE_LOCAL_PATH_IMAGE" "$NODE_BUSYBOX_IMAGE" \
+    "$NODE_BUSYBOX_DEB_VERSION" "$NODE_DEVICE_PLUGIN_IMAGE" "$NODE_DCGM_EXPORTER_IMAGE")
+  local outs=(kubelet kube-proxy gpu-device-plugin containerd ctr containerd-shim-runc-v2 runc ocitar images/pause.tar
+    images/inference.tar images/device-plugin.tar images/dcgm-exporter.tar images/local-path-provisioner.tar
+    images/busybox.tar images/k3s-airgap-images-amd64.tar)
   for p in "${NODE_CNI_PLUGINS[@]}"; do outs+=("cni/${p#*/}"); done
   if up_to_date "$NODE_DIR" "$fp" "${outs[@]}"; then log "node: up to date ($NODE_DIR)"; return 0; fi
   if [ "$CHECK" = 1 ]; then log "node: NOT built or out of date ($NODE_DIR)"; MISSING+=(node); return 0; fi
   [ -f /usr/lib/x86_64-linux-gnu/libseccomp.a ] || [ -f /usr/lib/libseccomp.a ] ||
     die "node: runc is built static with seccomp and needs libseccomp.a: apt-get install libseccomp-dev"
   command -v gcc >/dev/null || die "node: runc needs cgo (gcc)"
+  archive=$(checker_archive) || exit 1
   t0=$(date +%s)
   log "node: building into $NODE_DIR"
-  work="$WORK_ROOT/node" # (two modules, no go.mod at the top: prepare_work does not apply)
+  work="$WORK_ROOT/node" # (several modules, no go.mod at the top: prepare_work does not apply)
   rm -rf "$work"; mkdir -p "$work"
   cp -R "$WRAPPERS/node/." "$work/"
   cp -R "$HARNESS_DIR/images" "$work/images"
+  # The device-plugin stand-in parses its config with NVIDIA's api/config/v1 (the checker's pinned archive).
+  mkdir -p "$work/gpu-device-plugin/third_party"
+  tar xzf "$archive" -C "$work/gpu-device-plugin/third_party"
   d="$NODE_DIR.tmp"
   rm -rf "$d"; mkdir -p "$d/cni" "$d/images"
+  # The images' own Go tests (ocitar, the stand-ins' parsers) gate the build, as the checker's do.
+  (cd "$work/gpu-device-plugin" && go test -trimpath -count=1 ./...) || die "node: the device-plugin stand-in's tests fail"
+  (cd "$work/images" && go test -trimpath -count=1 ./...) || die "node: the images' tests fail"
   go_build "$work/kube" "$d/kubelet" k8s.io/kubernetes/cmd/kubelet "$kld" "selinux,notest"
   go_build "$work/kube" "$d/kube-proxy" k8s.io/kubernetes/cmd/kube-proxy "$kld" "selinux,notest"
-  go_build "$work/kube" "$d/gpu-device-plugin" ./gpu-device-plugin "-s -w"
+  go_build "$work/gpu-device-plugin" "$d/gpu-device-plugin" . "-s -w"
   for p in containerd ctr containerd-shim-runc-v2; do
     go_build "$work/containerd" "$d/$p" "github.com/containerd/containerd/v2/cmd/$p" "$cld" "$NODE_CONTAINERD_TAGS"
   done
@@ -430,16 +442,79 @@ group_node() {
     go_build "$work/containerd" "$d/cni/${p#*/}" "github.com/containernetworking/plugins/plugins/$p" \
       "-s -w -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$NODE_CNI_PLUGINS_VERSION"
   done
-  go_build "$work/images" "$work/bin/pause" ./pause "-s -w"
-  go_build "$work/images" "$work/bin/inference" ./inference "-s -w"
-  go_build "$work/images" "$work/bin/ocitar" ./ocitar "-s -w"
-  "$work/bin/ocitar" -bin "$work/bin/pause" -o "$d/images/pause.tar" -name "$NODE_PAUSE_IMAGE"
-  "$work/bin/ocitar" -bin "$work/bin/inference" -o "$d/images/inference.tar" -name "$NODE_INFERENCE_IMAGE"
-  cp "$work/bin/ocitar" "$d/ocitar"
+  CGO_ENABLED=0 go_build "$work/local-path" "$work/bin/local-path-provisioner" github.com/rancher/local-path-provisioner \
+    "-s -w -X main.VERSION=$NODE_LOCAL_PATH_VERSION"
+  for p in pause inference dcgm-exporter ocitar; do go_build "$work/images" "$work/bin/$p" "./$p" "-s -w"; done
+  # busybox for the local-path helper pod (it runs `sh -c` scripts): Debian's static build, downloaded into the
+  # cache by apt (never installed), its applets as symlinks where busybox --list-full puts them.
+  mkdir -p "$CACHE/debs"
+  busybox="$CACHE/debs/busybox-static_${NODE_BUSYBOX_DEB_VERSION//:/%3a}_amd64.deb"
+  if [ ! -s "$busybox" ]; then
+    # A fresh machine may have no package lists yet (setup.sh updates them only when it installs something).
+    (cd "$CACHE/debs" && apt-get download "busybox-static=$NODE_BUSYBOX_DEB_VERSION") ||
+      { apt-get update -qq && (cd "$CACHE/debs" && apt-get download "busybox-static=$NODE_BUSYBOX_DEB_VERSION"); } ||
+      die "node: apt-get download busybox-static=$NODE_BUSYBOX_DEB_VERSION failed (is that version still in the archive? see harness/versions.env)"
+  fi
+  mkdir -p "$work/busybox" && dpkg-deb -x "$busybox" "$work/busybox"
+  local links=()
+  for applet in $("$work/busybox/bin/busybox" --list-full); do
+    [ "$applet" = bin/busybox ] || links+=(-symlink "/$applet=/bin/busybox")
+  done
+  local tar="$work/bin/ocitar" env=(-env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)
+  "$tar" -bin "$work/bin/pause" -o "$d/images/pause.tar" -name "$NODE_PAUSE_IMAGE"
+  "$tar" -bin "$work/bin/inference" -o "$d/images/inference.tar" -name "$NODE_INFERENCE_IMAGE"
+  "$tar" -bin "$d/gpu-device-plugin" -path /usr/bin/nvidia-device-plugin -o "$d/images/device-plugin.tar" \
+    -name "$NODE_DEVICE_PLUGIN_IMAGE" "${env[@]}"
+  "$tar" -bin "$work/bin/dcgm-exporter" -path /usr/bin/dcgm-exporter -o "$d/images/dcgm-exporter.tar" \
+    -name "$NODE_DCGM_EXPORTER_IMAGE" "${env[@]}"
+  # K3s's manifest runs `local-path-provisioner start ...` (a command found on PATH).
+  "$tar" -bin "$work/bin/local-path-provisioner" -path /usr/bin/local-path-provisioner -entrypoint none \
+    -o "$d/images/local-path-provisioner.tar" -name "$NODE_LOCAL_PATH_IMAGE" "${env[@]}"
+  "$tar" -bin "$work/busybox/bin/busybox" -path /bin/busybox -entrypoint none -cmd sh "${links[@]}" \
+    -o "$d/images/busybox.tar" -name "$NODE_BUSYBOX_IMAGE" "${env[@]}"
+  # One tarball of K3s's own images, as k3s-airgap-images-amd64.tar carries them (harness/nodeImages.ts).
+  "$tar" -o "$d/images/k3s-airgap-images-amd64.tar" -merge "$d/images/pause.tar" \
+    -merge "$d/images/local-path-provisioner.tar" -merge "$d/images/busybox.tar"
+  cp "$tar" "$d/ocitar"
   printf '%s\n' "$fp" >"$d/.stamp"
   rm -rf "$NODE_DIR"
   mv "$d" "$NODE_DIR"
   log "node: done in $(( $(date +%s) - t0 ))s"
+}
+
+NETPOL_DIR="$BIN_ROOT/netpol-$NETPOL_KUBE_ROUTER_VERSION-$NETPOL_COREDNS_VERSION-$NETPOL_IMAGES_VERSION"
+# NetworkPolicy on the real node (issue 11 item 4): k3s-netpol (kube-router's controller as K3s's agent runs it) and
+# the CoreDNS + netprobe images, from two wrapper modules under harness/toolchain/netpol; images packed by ocitar
+# (harness/images). ipset and iptables come from Debian (harness/setup.sh).
+group_netpol() {
+  local kv="github.com/cloudnativelabs/kube-router/v2/pkg/version" fp images_fp t0 work d
+  local kld="-s -w -X $kv.Version=$NETPOL_KUBE_ROUTER_VERSION -X $kv.BuildDate=unknown"
+  local cld="-s -w -X github.com/coredns/coredns/coremain.GitCommit=$NETPOL_COREDNS_VERSION"
+  images_fp=$(cd "$HARNESS_DIR/images" && find . -type f \( -name go.mod -o -name '*.go' \) ! -name '*_test.go' -print0 |
+    LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+  fp=$(fingerprint netpol "$kld" "$cld" "$images_fp" "$NETPOL_COREDNS_IMAGE" "$NETPOL_PROBE_IMAGE")
+  if up_to_date "$NETPOL_DIR" "$fp" k3s-netpol coredns netprobe images/coredns.tar images/netprobe.tar; then
+    log "netpol: up to date ($NETPOL_DIR)"; return 0
+  fi
+  if [ "$CHECK" = 1 ]; then log "netpol: NOT built or out of date ($NETPOL_DIR)"; MISSING+=(netpol); return 0; fi
+  t0=$(date +%s)
+  log "netpol: building into $NETPOL_DIR"
+  work="$WORK_ROOT/netpol" # (two modules, no go.mod at the top: prepare_work does not apply)
+  rm -rf "$work"; mkdir -p "$work"
+  cp -R "$WRAPPERS/netpol/." "$work/"
+  cp -R "$HARNESS_DIR/images" "$work/images"
+  d="$NETPOL_DIR.tmp"
+  rm -rf "$d"; mkdir -p "$d/images"
+  go_build "$work/kube-router" "$d/k3s-netpol" . "$kld"
+  go_build "$work/dns" "$d/coredns" ./coredns "$cld"
+  go_build "$work/dns" "$d/netprobe" ./netprobe "-s -w"
+  go_build "$work/images" "$work/bin/ocitar" ./ocitar "-s -w"
+  "$work/bin/ocitar" -bin "$d/coredns" -o "$d/images/coredns.tar" -name "$NETPOL_COREDNS_IMAGE"
+  "$work/bin/ocitar" -bin "$d/netprobe" -o "$d/images/netprobe.tar" -name "$NETPOL_PROBE_IMAGE"
+  printf '%s\n' "$fp" >"$d/.stamp"
+  rm -rf "$NETPOL_DIR"
+  mv "$d" "$NETPOL_DIR"
+  log "netpol: done in $(( $(date +%s) - t0 ))s"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -529,6 +604,7 @@ verify_group() {
     node)
       "$NODE_DIR/kubelet" --version; "$NODE_DIR/kube-proxy" --version; "$NODE_DIR/containerd" --version
       "$NODE_DIR/runc" --version; "$NODE_DIR/cni/bridge" 2>&1 | head -n1 || true ;;
+    netpol) "$NETPOL_DIR/coredns" -version; ls -l "$NETPOL_DIR/k3s-netpol" "$NETPOL_DIR/images" ;;
   esac
 }
 

@@ -10,10 +10,11 @@ log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 # Packages: shellcheck (lint); openssh-server: the SSH test hosts; socat: the K3s double's API port; openssl: test PKI;
 # iproute2/util-linux: mount namespaces for the hosts; jq: scripts' JSON reading; python3-*: what trixie's ansible-core
 # (harness/ansible.sh, the k3s-ansible bench) imports on the machine's python3; libseccomp-dev (static runc) and
-# iptables (the CNI bridge, kube-proxy): the real-node suite's `node` toolchain group (npm run test:realnode).
+# iptables (the CNI bridge, kube-proxy): the real-node suite's `node` toolchain group (npm run test:realnode); ipset:
+# kube-router's network policy controller (group `netpol`, tests/realnode/networkPolicy.test.ts).
 packages=(shellcheck openssh-server openssh-client socat openssl util-linux iproute2 jq
   python3-jinja2 python3-yaml python3-cryptography python3-packaging python3-resolvelib python3-netaddr
-  libseccomp-dev iptables)
+  libseccomp-dev iptables ipset)
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
