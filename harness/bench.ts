@@ -14,6 +14,8 @@
  * Run: npm run bench [-- --out results.json] [--critical-path] [--baseline FILE] [--busy-ok]
  *   --fleet          the fleet figures instead (harness/fleetBench.ts), into the file's `fleet` key.
  *   --time-to-serving  the modelled time to serving of one node (harness/timeToServing.ts), into `timeToServing`.
+ *   --time-to-serving-sim  [--scale S] [--runs N]  the same MEASURED on the simulated site with realistic durations,
+ *                    the program before the restructure vs today (harness/ttsSimBench.ts), into `timeToServingSim`.
  *   --peers          `pulumi up` vs k3s-ansible's site.yml on fresh sites, 1 and 10 nodes (harness/peers/), into `peers`.
  *   --critical-path  only the one-node `up` (after a warm-up preview), every resource's step printed; writes JSON
  *                    only when --out is given.
@@ -30,6 +32,7 @@ import { analyse, formatPath, formatSteps, StateResource, TimedEvent } from "./c
 import { EngineStack, openStack } from "./engine";
 import { fleetBench } from "./fleetBench";
 import { timeToServingBench } from "./timeToServingBench";
+import { ttsSimBench } from "./ttsSimBench";
 import { peersBench } from "./peers/peerBench";
 import { machineLoad } from "./processes";
 import { apiRoundTripMs, watchReadiness } from "./readinessWatch";
@@ -220,6 +223,13 @@ function baselineFor(out: string): BenchResults["baseline"] {
 }
 
 async function main(): Promise<void> {
+  if (process.argv.includes("--time-to-serving-sim"))
+    return ttsSimBench({
+      out: arg("--out") ?? path.join(ROOT, "bench-results.json"),
+      scale: arg("--scale") === undefined ? undefined : Number(arg("--scale")),
+      runs: arg("--runs") === undefined ? undefined : Number(arg("--runs")),
+      readme: arg("--out") === undefined,
+    });
   if (process.argv.includes("--time-to-serving"))
     return timeToServingBench({
       out: arg("--out") ?? path.join(ROOT, "bench-results.json"),

@@ -1,6 +1,6 @@
 /**
  * Rewrites README.md's performance section (between the bench markers) and its Fleets bench table (between the
- * bench-fleet markers) from bench-results.json.
+ * bench-fleet markers) and its time-to-serving, simulated time-to-serving and peers tables from bench-results.json.
  * Run: npm run bench:readme [-- --results FILE]
  */
 import * as fs from "node:fs";
@@ -9,6 +9,7 @@ import * as path from "node:path";
 import { BenchResults, formattedPerformance, replaceSection } from "./benchReport";
 import { formattedFleet, replaceFleetSection } from "./fleetBench";
 import { formattedTimeToServing, replaceTimeToServingSection } from "./timeToServing";
+import { formattedTimeToServingSim, TTS_SIM_SECTION } from "./ttsSim";
 import { formattedPeers, replacePeersSection } from "./peers/peerBench";
 
 const ROOT = path.resolve(__dirname, "..");
@@ -23,6 +24,8 @@ async function main(): Promise<void> {
   if (doc.fleet) next = replaceFleetSection(next, await formattedFleet(doc.fleet, readmePath));
   if (doc.timeToServing)
     next = replaceTimeToServingSection(next, await formattedTimeToServing(doc.timeToServing, readmePath));
+  if (doc.timeToServingSim)
+    next = TTS_SIM_SECTION.replace(next, await formattedTimeToServingSim(doc.timeToServingSim, readmePath));
   if (doc.peers) next = replacePeersSection(next, await formattedPeers(doc.peers, readmePath));
   if (next === readme) console.log("README.md is up to date");
   else {

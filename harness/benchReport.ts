@@ -7,6 +7,7 @@ import { CriticalPathReport } from "./criticalPath";
 import { formatMarkdown, ReadmeSection } from "./readmeSection";
 import type { FleetBenchResults } from "./fleetBench";
 import type { TimeToServingResults } from "./timeToServing";
+import type { TimeToServingSimResults } from "./ttsSim";
 import type { PeersBenchResults } from "./peers/peerBench";
 
 export const PERFORMANCE_SECTION = new ReadmeSection("bench");
@@ -75,6 +76,8 @@ export interface BenchResults {
   fleet?: FleetBenchResults;
   /** `npm run bench -- --time-to-serving` (harness/timeToServing.ts): one node's modelled time to serving. */
   timeToServing?: TimeToServingResults;
+  /** `npm run bench -- --time-to-serving-sim` (harness/ttsSimBench.ts): before vs after on slow doubles. */
+  timeToServingSim?: TimeToServingSimResults;
   /** `npm run bench -- --peers` (harness/peers/peerBench.ts): ours vs k3s-ansible on the same simulated hosts. */
   peers?: PeersBenchResults;
 }

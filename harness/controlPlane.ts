@@ -6,6 +6,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import * as yaml from "js-yaml";
 import { KubeClient, renderKubeconfig, type KubeCreds } from "./kubeClient";
 import { makePki, type Pki } from "./pki";
 import { canConnect, freePort, killGroup, spawnLogged, waitFor, WaitAbort, type Managed } from "./proc";
@@ -20,6 +21,17 @@ export interface ControlPlaneOptions {
   toolchain?: Toolchain;
   /** Seconds to wait for /readyz and the default ServiceAccount. Default 180 (the machine may be busy). */
   readyTimeoutSec?: number;
+  /**
+   * Pods with these labels turn Ready only this long after kwok first sees them Pending: a model load (issue 12's
+   * realistic durations, harness/ttsSim.ts). Default: none (every pod is made Ready at once).
+   */
+  podReadyDelay?: PodReadyDelay;
+}
+
+export interface PodReadyDelay {
+  /** The label that selects the delayed pods. */
+  label: { key: string; value: string };
+  milliseconds: number;
 }
 
 export interface ControlPlane {
@@ -28,6 +40,8 @@ export interface ControlPlane {
   /** https://127.0.0.1:<apiPort> */
   server: string;
   caPem: string;
+  /** The cluster CA's certificate and key files: a real node signs its kubelet's and kube-proxy's certs with them. */
+  pki: { caFile: string; caKeyFile: string };
   apiPort: number;
   /** Admin client cert/key (PEM), for direct HTTPS calls. */
   adminCertPem: string;
@@ -62,7 +76,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   ];
   const server = `https://127.0.0.1:${apiPort}`;
   const kubeconfigs = writeKubeconfigs(dir, server, pki);
-  const kwok = writeKwokStages(dir, tc);
+  const kwok = writeKwokStages(dir, tc, opts.podReadyDelay);
   const components = new Components(dir);
   const { check } = components;
 
@@ -120,6 +134,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     kubeconfigPath: kubeconfigs.admin,
     server,
     caPem: pki.caPem,
+    pki: { caFile: pki.caFile, caKeyFile: pki.caKeyFile },
     apiPort,
     adminCertPem: pki.admin.certPem,
     adminKeyPem: pki.admin.keyPem,
@@ -188,10 +203,42 @@ function writeKubeconfigs(
   };
 }
 
+/**
+ * The stages with a delayed copy of `pod-ready` for pods with `delay.label` (kwok v0.8.0 Stage `spec.delay.
+ * durationMilliseconds`, sigs.k8s.io/kwok pkg/apis/v1alpha1/stage_types.go), and `pod-ready` itself narrowed to the
+ * other pods: kwok plays one matching stage per event, so both must not match the same pod.
+ */
+export function withPodReadyDelay(stagesYaml: string, delay: PodReadyDelay): string {
+  type Expr = { key: string; operator: string; values?: string[] };
+  type StageDoc = {
+    metadata: { name: string };
+    spec: { selector?: { matchExpressions?: Expr[] }; delay?: { durationMilliseconds: number } };
+  };
+  const docs = (yaml.loadAll(stagesYaml) as (StageDoc | null)[]).filter((d): d is StageDoc => d !== null);
+  const ready = docs.find((d) => d.metadata?.name === "pod-ready");
+  if (!ready) throw new Error("kwok stages lack the pod-ready stage: no pod readiness to delay");
+  const key = `.metadata.labels[${JSON.stringify(delay.label.key)}]`;
+  const base = ready.spec.selector?.matchExpressions ?? [];
+  const delayed: StageDoc = JSON.parse(JSON.stringify(ready)) as StageDoc;
+  delayed.metadata.name = "pod-ready-delayed";
+  delayed.spec.selector = {
+    matchExpressions: [...base, { key, operator: "In", values: [delay.label.value] }],
+  };
+  delayed.spec.delay = { durationMilliseconds: Math.round(delay.milliseconds) };
+  ready.spec.selector = {
+    matchExpressions: [...base, { key, operator: "NotIn", values: [delay.label.value] }],
+  };
+  return [...docs, delayed].map((d) => yaml.dump(d, { lineWidth: -1 })).join("---\n");
+}
+
 /** kwok's stages config in dir; refuses stages without pod-delete, and tells whether node leases are on. */
-function writeKwokStages(dir: string, tc: Toolchain): { stagesFile: string; useLease: boolean } {
+function writeKwokStages(
+  dir: string,
+  tc: Toolchain,
+  delay?: PodReadyDelay,
+): { stagesFile: string; useLease: boolean } {
   const stagesFile = path.join(dir, "kwok-stages.yaml");
-  fs.writeFileSync(stagesFile, tc.kwokStages);
+  fs.writeFileSync(stagesFile, delay ? withPodReadyDelay(tc.kwokStages, delay) : tc.kwokStages);
   if (!/name:\s*pod-delete\b/.test(tc.kwokStages)) {
     throw new Error(
       `${tc.manifestPath}: kwokStages lacks the pod-delete stage (pods would never finish deleting)`,

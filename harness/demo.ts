@@ -3,8 +3,11 @@
  * project against it (the CLI and providers built by harness/build-toolchain.sh), shows what runs, and tears
  * everything down on exit or Ctrl-C. No hardware needed. With `--sites N` (N ≥ 2) the stack is a fleet of N
  * single-node sites, each its own simulated cluster, rolled out in site waves: a canary site, then the rest.
+ * A single site's node is a real one by default (kubelet, containerd, runc, CNI, kube-proxy from the toolchain's
+ * `node` group): the demo re-runs itself in a private network namespace and ends with the design's first test, a
+ * real `curl http://<node>:30080/health`. FORGE_EDGE_NODE=kwok keeps the node simulated (kwok), as fleets are.
  */
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -12,7 +15,8 @@ import * as path from "node:path";
 import { SKU_NAMES, SkuName } from "../config/skus";
 import { EngineStack, openStack, PROJECT, projectCopy } from "./engine";
 import { startFleet } from "./fleetSites";
-import { startSite } from "./site";
+import { nodeToolchain } from "./realNode";
+import { nodeKindFromEnv, startSite, type NodeKind } from "./site";
 import { loadToolchain } from "./toolchain";
 
 /** At most this many simulated sites: each runs its own control plane (etcd, apiserver, …, kwok). */
@@ -72,16 +76,64 @@ function teardown(sku: SkuName, dir: string, keep: boolean, what: "site" | "site
   return { state, run };
 }
 
+/**
+ * A kubelet demo: refuses fleets and a missing node group (saying how to build it); re-runs itself in a private
+ * network namespace (the node's bridge, iptables and ports must not touch the machine's), returning its exit code.
+ */
+function kubeletDemo(sites: number): number | undefined {
+  if (sites > 1) throw new Error("FORGE_EDGE_NODE=kubelet runs one site (a real node per network namespace)");
+  try {
+    nodeToolchain();
+  } catch (e) {
+    throw new Error(
+      `the demo's real node needs the node toolchain group (or run it with FORGE_EDGE_NODE=kwok): ${(e as Error).message}`,
+    );
+  }
+  if (process.env.FORGE_EDGE_NETNS === "1") return undefined;
+  // Ctrl-C reaches the child too, which tears its site down: wait for it rather than exit first.
+  process.on("SIGINT", () => undefined);
+  const r = spawnSync(
+    "bash",
+    [path.join(__dirname, "netns-run.sh"), process.execPath, ...process.execArgv, ...process.argv.slice(1)],
+    { stdio: "inherit" },
+  );
+  return r.status ?? 1;
+}
+
+/** The design's first test: `curl http://<node>:30080/health` until 200 (bounded); throws otherwise. */
+function curlHealth(endpoint: string): void {
+  const url = `${endpoint}/health`;
+  step(`curl ${url}`);
+  let last = "";
+  for (let i = 0; i < 30; i++) {
+    const r = spawnSync("curl", ["-sS", "-m", "3", "-w", "\nHTTP %{http_code}\n", url], { encoding: "utf8" });
+    last = `${r.stdout}${r.stderr}`.trim();
+    if (/HTTP 200$/.test(last)) return void console.log(last);
+    spawnSync("sleep", ["1"]);
+  }
+  throw new Error(`${url} did not answer 200 within 30 s: ${last}`);
+}
+
 async function main(): Promise<void> {
   const { sku, keep, sites } = parseArgs(process.argv.slice(2));
+  // One site runs a real node by default (the design's first test, curl :30080/health, answers); a fleet's sites
+  // are kwok (real nodes need a network namespace each). FORGE_EDGE_NODE=kwok|kubelet overrides.
+  const node: NodeKind =
+    process.env.FORGE_EDGE_NODE !== undefined ? nodeKindFromEnv() : sites > 1 ? "kwok" : "kubelet";
+  if (node === "kubelet") {
+    const status = kubeletDemo(sites);
+    if (status !== undefined) return void (process.exitCode = status);
+  }
   if (sites > 1) return fleetDemo(sku, sites, keep);
   const tc = loadToolchain();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `forge-demo-${sku}-`));
   const { state, run: cleanup } = teardown(sku, dir, keep, "site");
 
   try {
-    step(`starting a simulated ${sku} edge site (control plane + kwok GPU node + SSH host) in ${dir}`);
-    const site = await startSite({ sku, dir });
+    const what =
+      node === "kubelet" ? "a real node: kubelet, containerd, runc, CNI, kube-proxy" : "kwok GPU node";
+    step(`starting a simulated ${sku} edge site (control plane + ${what} + SSH host) in ${dir}`);
+    const site = await startSite({ sku, dir, node });
     state.stop = () => site.stop();
     console.log(
       `  node ${site.hosts[0].name} at ssh://root@${site.hosts[0].host}:22, timings (ms): ${JSON.stringify(site.timings)}`,
@@ -109,10 +161,13 @@ async function main(): Promise<void> {
     kubectl("get", "pods,svc,pvc,hpa,pdb", "-n", "forge-cognition");
     kubectl("get", "daemonsets", "-n", "nvidia-device-plugin");
     console.log(
-      `endpoint: ${res.outputs.endpoint.value}   (simulated node: pods are kwok-simulated, nothing answers HTTP)`,
+      node === "kubelet"
+        ? `endpoint: ${res.outputs.endpoint.value}   (a real node: the inference pod serves it through kube-proxy)`
+        : `endpoint: ${res.outputs.endpoint.value}   (simulated node: pods are kwok-simulated, nothing answers HTTP)`,
     );
     console.log(`gpu slices per node: ${JSON.stringify(res.outputs.gpuSlicesPerNode.value)}`);
     console.log(`autoscaling: ${JSON.stringify(res.outputs.autoscaling.value)}`);
+    if (node === "kubelet") curlHealth(String(res.outputs.endpoint.value));
   } finally {
     await cleanup();
   }

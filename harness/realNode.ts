@@ -82,13 +82,14 @@ export interface RealNodeOptions {
   name: string;
   /**
    * The node's address (kubelet --node-ip, serving and healthz address), not loopback (the kubelet refuses it),
-   * e.g. 192.0.2.10; put on a veth in the current network namespace unless an interface has it already.
+   * e.g. 198.18.0.10 (SIMULATED_NODE_NET); put on a veth in the current network namespace unless an interface has it
+   * already.
    */
   ip: string;
   /** Working dir: backing dirs of the private mounts, logs, kubeconfig, certificates. */
   dir: string;
   /** The control plane's CA (file and key) and server URL: the node's client certificate is signed here. */
-  controlPlane: { server: string; caFile: string; caKeyFile: string };
+  controlPlane: NodeControlPlane;
   /**
    * forge-edge's containerd template (config-v3.toml.tmpl); config.toml is rendered from it inside the node, at
    * K3s's path, by forge-edge-checker render-containerd (K3s's rendering), as the K3s double does.
@@ -103,6 +104,8 @@ export interface RealNodeOptions {
   /** GPUs and time-slicing replicas the device-plugin stand-in advertises (nvidia.com/gpu = gpus x replicas). */
   gpus?: number;
   gpuReplicas?: number;
+  /** Host GPU file the nvidia-container-runtime double exposes to GPU containers (its header: the contract). */
+  gpuFile?: string;
   /** Image tarballs for K3s's images directory. Default: the pause image. */
   imageTarballs?: string[];
   /** SRC=DST tags to add after the import (the stack's image names for the fake inference image). */
@@ -110,6 +113,13 @@ export interface RealNodeOptions {
   toolchain?: NodeToolchain;
   /** Bound of each wait in the node script, seconds. Default 90. */
   waitSec?: number;
+  /**
+   * kube-router's network policy controller as K3s's agent runs it (k3s-netpol of the `netpol` toolchain group),
+   * with the agent's system:k3s-controller identity; the ClusterRole and binding K3s grants it (manifests/
+   * rolebindings.yaml) are the caller's to apply. Off by default, as on a K3s node started with
+   * --disable-network-policy.
+   */
+  netpol?: { bin: string };
 }
 
 export interface RealNode {
@@ -129,13 +139,21 @@ function shq(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
+/**
+ * Simulated node addresses: 198.18.0.0/24 (RFC 2544 benchmark range), never dialled outside the run's private
+ * network namespace; 192.0.2.0/24 stays for the stack files' example addresses.
+ */
+export const SIMULATED_NODE_NET = "198.18.0.";
+
+/** The control plane a node's client certificates are signed for. */
+export interface NodeControlPlane {
+  server: string;
+  caFile: string;
+  caKeyFile: string;
+}
+
 /** A kubeconfig with a client certificate for subject (e.g. /O=system:nodes/CN=system:node:x), signed by the CA. */
-function clientKubeconfig(
-  dir: string,
-  id: string,
-  subject: string,
-  cp: RealNodeOptions["controlPlane"],
-): string {
+function clientKubeconfig(dir: string, id: string, subject: string, cp: NodeControlPlane): string {
   const pki = path.join(dir, "pki");
   fs.mkdirSync(pki, { recursive: true });
   const run = (args: string[]): void => {
@@ -184,6 +202,39 @@ function clientKubeconfig(
 }
 
 /**
+ * The identities K3s gives its agent, as kubeconfigs in dir (kubelet.kubeconfig, kube-proxy.kubeconfig):
+ * system:node:<name> in system:nodes (Node authorizer) and system:kube-proxy (node-proxier).
+ */
+export function nodeKubeconfigs(
+  dir: string,
+  name: string,
+  cp: NodeControlPlane,
+): { kubelet: string; kubeProxy: string } {
+  fs.mkdirSync(dir, { recursive: true });
+  return {
+    kubelet: clientKubeconfig(dir, "kubelet", `/O=system:nodes/CN=system:node:${name}`, cp),
+    kubeProxy: clientKubeconfig(dir, "kube-proxy", "/CN=system:kube-proxy", cp),
+  };
+}
+
+/** The node's veth name for ip (at most 15 characters with the peer's "p"). */
+export function nodeIfName(ip: string): string {
+  return `fe${ip.split(".").slice(-2).join("x")}`.slice(0, 13);
+}
+
+/** Shell lines that put ip on a veth of its own unless an interface has it already (the kubelet refuses loopback). */
+export function nodeIpLines(ip: string): string[] {
+  const ifc = nodeIfName(ip);
+  return [
+    `if ! ip -4 -o addr show | grep -qF ' inet ${ip}/'; then`,
+    `  ip link add ${shq(ifc)} type veth peer name ${shq(ifc + "p")}`,
+    `  ip addr add ${shq(ip)}/32 dev ${shq(ifc)}`,
+    `  ip link set ${shq(ifc)} up && ip link set ${shq(ifc + "p")} up`,
+    "fi",
+  ];
+}
+
+/**
  * Starts the node: a namespace script (private mounts, config, images) that runs `k3s-node.sh start` and then
  * stays as the namespace's anchor until stop(). Resolves once the kubelet answers /healthz.
  */
@@ -192,14 +243,11 @@ export async function startRealNode(opts: RealNodeOptions): Promise<RealNode> {
   const tc = opts.toolchain ?? nodeToolchain();
   const dir = path.resolve(opts.dir);
   fs.mkdirSync(dir, { recursive: true });
-  // The identities K3s gives its agent: system:node:<name> (Node authorizer) and system:kube-proxy (node-proxier).
-  const kubeconfig = clientKubeconfig(
+  const { kubelet: kubeconfig, kubeProxy: proxyKubeconfig } = nodeKubeconfigs(
     dir,
-    "kubelet",
-    `/O=system:nodes/CN=system:node:${opts.name}`,
+    opts.name,
     opts.controlPlane,
   );
-  const proxyKubeconfig = clientKubeconfig(dir, "kube-proxy", "/CN=system:kube-proxy", opts.controlPlane);
   const backing: Record<string, string> = {};
   for (const d of NODE_PRIVATE_DIRS) {
     backing[d] = path.join(dir, "root", d.slice(1).replace(/\//g, "-"));
@@ -228,12 +276,22 @@ export async function startRealNode(opts: RealNodeOptions): Promise<RealNode> {
     FORGE_NODE_PROXY_KUBECONFIG: proxyKubeconfig,
     FORGE_NODE_GPUS: String(opts.gpus ?? 0),
     FORGE_NODE_GPU_REPLICAS: String(opts.gpuReplicas ?? 1),
+    FORGE_GPU_FILE: opts.gpuFile ?? "",
     FORGE_NODE_POD_CIDR: opts.podCidr ?? "10.42.0.0/24",
     FORGE_NODE_LABELS: (opts.labels ?? []).join(","),
     FORGE_NODE_RETAG: (opts.retag ?? []).map(([s, d]) => `${s}=${d}`).join(" "),
     FORGE_NODE_WAIT_S: String(opts.waitSec ?? 90),
   };
-  const ifc = `fe${opts.ip.split(".").slice(-2).join("x")}`.slice(0, 13);
+  if (opts.netpol) {
+    env.FORGE_NODE_NETPOL = "1";
+    env.FORGE_NODE_NETPOL_BIN = opts.netpol.bin;
+    env.FORGE_NODE_NETPOL_KUBECONFIG = clientKubeconfig(
+      dir,
+      "k3s-controller",
+      "/CN=system:k3s-controller",
+      opts.controlPlane,
+    );
+  }
   const ready = path.join(dir, "node.ready");
   fs.rmSync(ready, { force: true });
   const script = path.join(dir, "node-namespace.sh");
@@ -244,12 +302,7 @@ export async function startRealNode(opts: RealNodeOptions): Promise<RealNode> {
       "# Runs inside `unshare --mount --uts --propagation private`: private mounts, the node, then waits.",
       "set -euo pipefail",
       `hostname ${shq(opts.name)}`,
-      // The kubelet refuses a loopback node IP, so the node's address sits on a veth of its own (kept if there).
-      `if ! ip -4 -o addr show | grep -qF ' inet ${opts.ip}/'; then`,
-      `  ip link add ${shq(ifc)} type veth peer name ${shq(ifc + "p")}`,
-      `  ip addr add ${shq(opts.ip)}/32 dev ${shq(ifc)}`,
-      `  ip link set ${shq(ifc)} up && ip link set ${shq(ifc + "p")} up`,
-      "fi",
+      ...nodeIpLines(opts.ip),
       ...NODE_PRIVATE_DIRS.map((d) => `mkdir -p ${shq(d)} && mount --bind ${shq(backing[d])} ${shq(d)}`),
       ...Object.entries(env).map(([k, v]) => `export ${k}=${shq(v)}`),
       `trap 'bash ${shq(NODE_SCRIPT)} stop; exit 0' TERM INT`,

@@ -2,17 +2,25 @@
  * A simulated edge site: a real control plane with kwok nodes, one real OpenSSH host per node (with the
  * driver/K3s doubles), the device-plugin and local-path stand-ins, and the stack configuration that points the
  * forge-edge program at it. Used by the end-to-end tests and by `npm run demo`.
+ *
+ * `node: "kubelet"` (or FORGE_EDGE_NODE=kubelet): the K3s double starts a real node (kubelet, containerd, runc, CNI,
+ * kube-proxy) on the host instead of registering a kwok Node; the stack's own device-plugin DaemonSet advertises the
+ * GPUs, and the air gap carries real image tarballs. Single-node sites only, in a private network namespace.
  */
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as yaml from "js-yaml";
 
+import { devicePluginSpec } from "../components/gpuSharing";
 import { SkuName } from "../config/skus";
-import { ControlPlane, startControlPlane } from "./controlPlane";
+import { parseStackConfig, type StackConfig } from "../config/stack";
+import { ControlPlane, PodReadyDelay, startControlPlane } from "./controlPlane";
 import { KubeClient } from "./kubeClient";
 import { DevicePluginSim, startDevicePluginSim } from "./devicePluginSim";
 import { LocalPathSim, localPathStorageClass, startLocalPathSim } from "./localPathSim";
+import { k3sAirgapImages, stackImages } from "./nodeImages";
+import { nodeToolchain, SIMULATED_NODE_NET, type NodeToolchain } from "./realNode";
 import {
   GpuSpec,
   KeyPair,
@@ -55,7 +63,10 @@ export interface Site {
   kube: KubeClient;
   hosts: SshHost[];
   key: KeyPair;
-  devicePlugin: DevicePluginSim;
+  /** What is below the API: kwok Nodes, or a real node per host. */
+  node: NodeKind;
+  /** The kwok device-plugin stand-in; none with a real node (the stack's DaemonSet advertises the GPUs). */
+  devicePlugin?: DevicePluginSim;
   localPath: LocalPathSim;
   /** Stack configuration (keys without the `forge-edge:` prefix) for this site. */
   config: Record<string, ConfigEntry>;
@@ -77,7 +88,38 @@ export interface SiteOptions {
   /** The SSH key pair the hosts authorize; default: a new one. Sites of one fleet stack share the stack's key. */
   key?: KeyPair;
   /** Extra options of every host (e.g. `initComm`, `etcFiles` for the k3s-ansible peer run). Default: none. */
-  hostOptions?: (node: SiteNode) => Pick<SshHostOptions, "initComm" | "etcFiles">;
+  hostOptions?: (node: SiteNode) => Pick<SshHostOptions, "initComm" | "etcFiles" | "durations">;
+  /** kwok delays these pods' readiness (a model load; harness/ttsSim.ts). Default: none. */
+  podReadyDelay?: PodReadyDelay;
+  /** What runs below the API. Default: FORGE_EDGE_NODE, else "kwok". */
+  node?: NodeKind;
+}
+
+/** kwok: Nodes without a kubelet (fleets, benches, multi-node); kubelet: a real node per host (single-node). */
+export type NodeKind = "kwok" | "kubelet";
+
+/** FORGE_EDGE_NODE: "kubelet" or "kwok" (default). */
+export function nodeKindFromEnv(env: NodeJS.ProcessEnv = process.env): NodeKind {
+  const v = env.FORGE_EDGE_NODE ?? "kwok";
+  if (v !== "kwok" && v !== "kubelet") throw new Error(`FORGE_EDGE_NODE must be kwok or kubelet, not ${v}`);
+  return v;
+}
+
+/**
+ * Why a kubelet site has one node: hosts share the run's network namespace, so a second node would collide on cni0,
+ * the iptables chains and the ports containerd and kube-proxy bind on 127.0.0.1 (10010, 10249, 10256).
+ */
+export const KUBELET_SINGLE_NODE =
+  "a kubelet site (FORGE_EDGE_NODE=kubelet) has one node: hosts share one network namespace and a second node " +
+  "would collide on cni0, iptables and 127.0.0.1:10010/10249/10256; use kwok for multi-node sites";
+
+/** Refuses what a kubelet site cannot be: more than one node, or outside a private network namespace. */
+export function checkKubeletSite(nodes: number, env: NodeJS.ProcessEnv = process.env): void {
+  if (nodes > 1) throw new Error(`${KUBELET_SINGLE_NODE} (asked for ${nodes})`);
+  if (env.FORGE_EDGE_NETNS !== "1")
+    throw new Error(
+      "a kubelet site changes its network namespace (cni0, iptables): run it under bash harness/netns-run.sh",
+    );
 }
 
 /** The `config:` block of a committed stack file, keys without the project prefix. */
@@ -90,6 +132,10 @@ export function stackFileValues(sku: SkuName): Record<string, unknown> {
 
 export async function startSite(opts: SiteOptions): Promise<Site> {
   const nodes = opts.nodes ?? [{ name: `${opts.sku}-01`, role: "server" }];
+  const nodeKind = opts.node ?? nodeKindFromEnv();
+  // Before anything starts: the node group must be built, the site single-node and in its own network namespace.
+  if (nodeKind === "kubelet") checkKubeletSite(nodes.length);
+  const nodeTc = nodeKind === "kubelet" ? nodeToolchain() : undefined;
   const base = opts.ipBase ?? 10;
   const spare = opts.spareIps ?? 2;
   const ipOf = (i: number) => `127.0.1.${base + i}`;
@@ -106,6 +152,7 @@ export async function startSite(opts: SiteOptions): Promise<Site> {
     const controlPlane = await startControlPlane({
       dir: path.join(opts.dir, "control-plane"),
       hostIps: Array.from({ length: nodes.length + spare }, (_, i) => ipOf(i)),
+      ...(opts.podReadyDelay ? { podReadyDelay: opts.podReadyDelay } : {}),
     });
     stops.push(() => controlPlane.stop());
     timings.controlPlane = Date.now() - t;
@@ -118,6 +165,7 @@ export async function startSite(opts: SiteOptions): Promise<Site> {
     const hosts: SshHost[] = [];
     const addHost = async (node: SiteNode): Promise<SshHost> => {
       const i = hosts.length;
+      if (nodeKind === "kubelet" && i > 0) throw new Error(KUBELET_SINGLE_NODE);
       const started = Date.now();
       const host = await startSshHost({
         name: node.name,
@@ -127,6 +175,15 @@ export async function startSite(opts: SiteOptions): Promise<Site> {
         gpu: { ...SKU_GPUS[opts.sku], count: node.gpus ?? 1 },
         controlPlane: { kubeconfigPath: controlPlane.kubeconfigPath, apiPort: controlPlane.apiPort },
         ...opts.hostOptions?.(node),
+        ...(nodeTc
+          ? {
+              kubelet: {
+                ip: `${SIMULATED_NODE_NET}${base + i}`,
+                toolchainDir: nodeTc.dir,
+                controlPlane: controlPlaneCa(controlPlane),
+              },
+            }
+          : {}),
       });
       stops.push(() => host.stop());
       hosts.push(host);
@@ -138,17 +195,26 @@ export async function startSite(opts: SiteOptions): Promise<Site> {
     for (const n of nodes) await addHost(n);
     timings.hosts = Date.now() - t;
 
-    const devicePlugin = startDevicePluginSim({
-      kubeconfigPath: controlPlane.kubeconfigPath,
-      gpuCountByNode: gpuCount,
-    });
-    stops.push(() => devicePlugin.stop());
+    let devicePlugin: DevicePluginSim | undefined;
+    if (nodeKind === "kwok") {
+      const sim = startDevicePluginSim({
+        kubeconfigPath: controlPlane.kubeconfigPath,
+        gpuCountByNode: gpuCount,
+      });
+      stops.push(() => sim.stop());
+      devicePlugin = sim;
+    }
+    // Until K3s's local-path-provisioner image is built here, hostPath volumes under K3s's storage dir, which the
+    // real kubelet mounts as it would the provisioner's.
     const localPath = startLocalPathSim(controlPlane.kubeconfigPath);
     stops.push(() => localPath.stop());
 
     const airgapDir = makeAirgapBundle(path.join(opts.dir, "airgap"));
     const images = path.join(airgapDir, "k3s-airgap-images.tar");
-    execFileSync("tar", ["-cf", images, "-T", "/dev/null"]);
+    // K3s's air-gap images (pause, local-path-provisioner, busybox) for a real node; an empty tarball for kwok
+    // Nodes, which run nothing.
+    if (nodeTc) fs.copyFileSync(k3sAirgapImages(nodeTc), images);
+    else execFileSync("tar", ["-cf", images, "-T", "/dev/null"]);
 
     const site: Site = {
       sku: opts.sku,
@@ -157,23 +223,111 @@ export async function startSite(opts: SiteOptions): Promise<Site> {
       kube,
       hosts,
       key,
-      devicePlugin,
+      node: nodeKind,
+      ...(devicePlugin ? { devicePlugin } : {}),
       localPath,
       config: {},
       addHost,
       timings,
       stop,
     };
-    site.config = siteConfig(opts.sku, nodes, hosts, key, {
+    const airgap = {
       k3sBinary: path.join(airgapDir, "k3s"),
       installScript: path.join(airgapDir, "install.sh"),
       imagesTarball: images,
-    });
+    };
+    site.config = siteConfig(opts.sku, nodes, hosts, key, airgap);
+    if (nodeTc) {
+      t = Date.now();
+      site.config = kubeletSiteConfig(opts.sku, site.config, nodeTc);
+      timings.stackImages = Date.now() - t;
+    }
     return site;
   } catch (e) {
     await stop();
     throw e;
   }
+}
+
+/** The control plane's CA and server, for a node's certificates. */
+function controlPlaneCa(cp: ControlPlane): { server: string; caFile: string; caKeyFile: string } {
+  return { server: cp.server, ...cp.pki };
+}
+
+/**
+ * The inference settings a kubelet site runs with: the stack file's sizes are a GPU box's (thor: 2 replicas of 2
+ * CPUs and 8 GiB each), the real kubelet reports this machine's (2 CPUs).
+ */
+export const KUBELET_INFERENCE = {
+  replicas: 1,
+  maxReplicas: 1,
+  cpuRequest: "100m",
+  cpuLimit: "1",
+  memoryRequest: "64Mi",
+  memoryLimit: "256Mi",
+  // The config's floor; the fake server's own delay is MODEL_LOAD_SECONDS.
+  modelLoadSeconds: 10,
+  shmSize: "64Mi",
+} as const;
+/** The fake inference server's model-load delay on a kubelet site, seconds. */
+export const KUBELET_MODEL_LOAD_SECONDS = 2;
+
+/**
+ * A kubelet site's stack config: inference sized for this machine (KUBELET_INFERENCE) and the air gap carrying the
+ * images the stack runs, under the names the program gives them (parsed from this config, not hard-coded), so they
+ * travel the program's air-gap path (SFTP copy, K3s's images dir, containerd's import).
+ */
+export function kubeletSiteConfig(
+  sku: SkuName,
+  config: Record<string, ConfigEntry>,
+  tc: NodeToolchain,
+): Record<string, ConfigEntry> {
+  const inference: Record<string, unknown> = {
+    ...(JSON.parse(config.inference.value) as Record<string, unknown>),
+    ...KUBELET_INFERENCE,
+  };
+  const settings = { ...((inference.settings as Record<string, string> | undefined) ?? {}) };
+  settings.MODEL_LOAD_SECONDS = String(KUBELET_MODEL_LOAD_SECONDS);
+  const out: Record<string, ConfigEntry> = {
+    ...config,
+    inference: { value: JSON.stringify({ ...inference, settings }) },
+  };
+  const airgap = JSON.parse(out.airgap.value) as Record<string, unknown>;
+  const cfg = parseStackConfig(sku, {
+    get: (k) => (k === "airgap" ? undefined : out[k]?.value),
+    isSecret: (k) => out[k]?.secret === true,
+  });
+  out.airgap = {
+    value: JSON.stringify({
+      ...airgap,
+      stackImageTarballs: stackImages(Object.values(stackImageNames(cfg)), tc).map((i) => i.tarball),
+    }),
+  };
+  return out;
+}
+
+/** The image names the stack's workloads run, from the program's own specs. */
+export function stackImageNames(cfg: StackConfig): {
+  inference: string;
+  devicePlugin: string;
+  dcgm?: string;
+} {
+  const ds = devicePluginSpec(
+    {
+      sku: cfg.sku,
+      timeSlicingReplicas: cfg.timeSlicingReplicas,
+      gpuNodes: 1,
+      devicePluginVersion: cfg.devicePluginVersion,
+      dcgmExporter: cfg.dcgmExporter,
+      dcgmExporterImage: cfg.dcgmExporterImage,
+    },
+    "",
+  ) as { spec: { template: { spec: { containers: Array<{ image: string }> } } } };
+  return {
+    inference: cfg.inference.image,
+    devicePlugin: ds.spec.template.spec.containers[0].image,
+    ...(cfg.dcgmExporter ? { dcgm: cfg.dcgmExporterImage } : {}),
+  };
 }
 
 /** The stack file's values with the nodes pointed at the site's hosts (host keys pinned) and air-gap on. */

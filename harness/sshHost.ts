@@ -10,6 +10,11 @@
  *   /usr/local/bin                   private, holds the driver/toolkit/systemctl doubles
  *   /opt/forge-harness               read-only: kubeconfig, env, gpu, k3s-version, doubles/
  *   /opt/forge-harness-shared        read-write, shared by all hosts of one control plane (K3s tokens)
+ * With `kubelet` (a real node below the API, FORGE_EDGE_NODE=kubelet), also:
+ *   /var/lib/kubelet, /run/k3s, /run/containerd, /run/netns, /var/log/pods, /var/log/containers   private
+ *   /opt/forge-harness/node          read-only: bin/ (the `node` toolchain group), the kubelet's and kube-proxy's
+ *                                    kubeconfigs (client certificates signed by the control plane's CA)
+ *   the node IP on a veth of its own in the run's network namespace (the kubelet refuses a loopback node IP)
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import * as crypto from "node:crypto";
@@ -17,6 +22,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { canConnect } from "./proc";
+import { nodeIpLines, nodeKubeconfigs, nodeToolchain, type NodeControlPlane } from "./realNode";
 import { NamespacedSshd } from "./sshdNamespace";
 import { CheckerMissingError, checkerPath, loadToolchain } from "./toolchain";
 
@@ -82,6 +88,26 @@ export interface SshHostOptions {
    * the init a real edge box runs, which Ansible's service-manager fact reads. Default: the machine's own PID 1.
    */
   initComm?: string;
+  /**
+   * Realistic durations of the doubles (issue 12): JSON that harness/ttsSim.ts writes, put in the host's env as
+   * FORGE_EDGE_DURATIONS for lib.sh's forge_delay. Default: none, and the doubles take no extra time.
+   */
+  durations?: string;
+  /**
+   * A real node (kubelet, containerd, runc, CNI, kube-proxy) instead of a kwok Node: the k3s double starts
+   * harness/doubles/k3s-node.sh in the host. Needs the run's own network namespace (harness/netns-run.sh) and
+   * `bash harness/build-toolchain.sh node`. Default: none (kwok).
+   */
+  kubelet?: KubeletNodeOptions;
+}
+
+export interface KubeletNodeOptions {
+  /** The node IP (kubelet --node-ip), in 198.18.0.0/24 (SIMULATED_NODE_NET). */
+  ip: string;
+  /** Signs the kubelet's and kube-proxy's client certificates; the server they dial. */
+  controlPlane: NodeControlPlane;
+  /** The `node` toolchain group's dir. Default: nodeToolchain().dir. */
+  toolchainDir?: string;
 }
 
 export interface SshHost {
@@ -108,6 +134,14 @@ export interface SshHost {
   setGpu(gpu: Partial<GpuSpec>): void;
   /** Makes the double NAME (e.g. "install.sh") fail with `message` until cleared with `undefined`. */
   fault(name: string, message: string | undefined): void;
+  /** "<pid> <executable>" of every process in the host's mount namespace (none once stopped). */
+  processes(): string[];
+  /**
+   * The cgroup parent of a real node's pods on this host, /forge-edge/<name>-<inode of the host's mount namespace>
+   * (k3s-node.sh's CGROUP_ROOT): unique per running host, so nodes of two runs with one name never share it. The
+   * last one seen once the host is stopped.
+   */
+  cgroupRoot(): string;
   /** Brings a stopped host back with the same address, host key and disks, like a reboot. */
   restart(): Promise<void>;
   /** Kills every process in the host's mount namespace (sshd, sessions, forwarders); idempotent. */
@@ -141,7 +175,32 @@ const PRIVATE_DIRS: ReadonlyArray<[string, string]> = [
   // Where the K3s installer writes the unit's environment file (k3s-ansible edits it: the agent's K3S_TOKEN).
   ["/etc/systemd/system", "etc-systemd-system"],
 ];
-const SNAPSHOT_EXCLUDED = new Set(["/var/log/forge-edge", "/root"]);
+/**
+ * A real node's private dirs (harness/realNode.ts NODE_PRIVATE_DIRS, plus /run/netns: the pods' network namespaces
+ * are bound there, and the machine's /run/netns is shared with other runs).
+ */
+const NODE_DIRS: ReadonlyArray<[string, string]> = [
+  ["/var/lib/kubelet", "var-lib-kubelet"],
+  ["/run/k3s", "run-k3s"],
+  ["/run/containerd", "run-containerd"],
+  ["/run/netns", "run-netns"],
+  ["/var/log/pods", "var-log-pods"],
+  ["/var/log/containers", "var-log-containers"],
+];
+/**
+ * Not in snapshots: the doubles' log and state, HOME caches, and what K3s's own uninstall leaves on a node (its
+ * k3s-uninstall.sh removes /var/lib/kubelet and /run/k3s, not runc's state, pod network namespaces or pod logs).
+ */
+const SNAPSHOT_EXCLUDED = new Set([
+  "/var/log/forge-edge",
+  "/root",
+  "/run/containerd",
+  "/run/netns",
+  "/var/log/pods",
+  "/var/log/containers",
+]);
+/** In-host dir of the real node's binaries (bin/) and kubeconfigs, read-only. */
+const NODE_MOUNT = "/opt/forge-harness/node";
 const HARNESS_MOUNT = "/opt/forge-harness";
 const SHARED_MOUNT = "/opt/forge-harness-shared";
 
@@ -209,23 +268,26 @@ export async function startSshHost(opts: SshHostOptions): Promise<SshHost> {
   await checkHostOptions(opts);
   const dir = path.resolve(opts.dir);
   fs.mkdirSync(dir, { recursive: true });
-  const rootDirs = preparePrivateDirs(dir, opts.toolkitInstalled ?? true);
+  const rootDirs = preparePrivateDirs(dir, opts.toolkitInstalled ?? true, opts.kubelet !== undefined);
   const harnessDir = prepareHarnessDir(dir);
+  const node = opts.kubelet ? prepareNode(dir, harnessDir, opts.name, opts.kubelet) : undefined;
   if (opts.preloadAirgap === true) makeAirgapBundle(path.join(rootDirs["/var/lib/forge-edge"], "airgap"));
   const etcOverlay = writeEtcOverlay(dir, opts, rootDirs["/var/log/forge-edge"]);
   const tools = placeHarnessTools(dir, harnessDir, opts);
   const hostFiles = writeHostFiles(harnessDir, opts, tools);
   const sshd = writeSshdFiles(harnessDir, opts);
-  makeMountPoints();
+  makeMountPoints(Object.keys(rootDirs));
   const setup = writeNamespaceSetup(dir, opts, {
     harnessDir,
     rootDirs,
     etcOverlay,
     tools,
     sshdConfig: sshd.config,
+    node,
   });
   const proc = new NamespacedSshd(opts.name, opts.ip, dir, setup);
   await proc.boot();
+  let cgroupRoot = nodeCgroupRoot(dir, opts.name) ?? "";
 
   const doublesLog = path.join(rootDirs["/var/log/forge-edge"], "doubles.log");
   return {
@@ -243,10 +305,125 @@ export async function startSshHost(opts: SshHostOptions): Promise<SshHost> {
             .filter((l) => l !== "")
         : [],
     snapshot: () => snapshotDirs(rootDirs),
+    processes: () => hostProcesses(dir),
+    cgroupRoot: () => (cgroupRoot = nodeCgroupRoot(dir, opts.name) ?? cgroupRoot),
     ...hostFiles,
-    restart: () => proc.restart(),
-    stop: () => proc.stop(),
+    // Containers live in mount namespaces of their own: a kill of the host's namespace would leave them running.
+    restart: async () => {
+      if (node) stopNode(dir, opts.name);
+      await proc.restart();
+    },
+    stop: async () => {
+      if (node) stopNode(dir, opts.name);
+      return proc.stop();
+    },
   };
+}
+
+/** The in-host file of sshd's pid (the namespace setup script's, which execs sshd): what nsenter enters. */
+const SSHD_PID_FILE = "sshd.pid";
+
+/** k3s-node.sh's CGROUP_ROOT for the host whose sshd pid is in dir; undefined while no sshd runs. */
+function nodeCgroupRoot(dir: string, name: string): string | undefined {
+  try {
+    const pid = fs.readFileSync(path.join(dir, SSHD_PID_FILE), "utf8").trim();
+    return `/forge-edge/${name}-${fs.statSync(`/proc/${pid}/ns/mnt`).ino}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * `k3s-node.sh stop` inside the host (kubelet, every container of the node, containerd; K3s's killall unmounts),
+ * bounded; a host whose sshd is gone has no namespace left to enter.
+ */
+function stopNode(dir: string, name: string): void {
+  let pid: number;
+  try {
+    pid = Number(fs.readFileSync(path.join(dir, SSHD_PID_FILE), "utf8").trim());
+    process.kill(pid, 0);
+  } catch {
+    return;
+  }
+  const r = spawnSync(
+    "nsenter",
+    [
+      "-t",
+      String(pid),
+      "-m",
+      "-u",
+      "--",
+      "/bin/bash",
+      "-c",
+      `set -a && . ${HARNESS_MOUNT}/env && set +a && exec bash ${HARNESS_MOUNT}/doubles/k3s-node.sh stop`,
+    ],
+    { encoding: "utf8", timeout: 60000 },
+  );
+  if (r.status !== 0)
+    console.error(`sshHost ${name}: k3s-node.sh stop: ${r.error?.message ?? r.stderr.trim()}`);
+}
+
+/** "<pid> <executable>" of the processes in the mount namespace of the host whose sshd pid is in dir. */
+function hostProcesses(dir: string): string[] {
+  let ns: string;
+  try {
+    ns = fs.readlinkSync(`/proc/${fs.readFileSync(path.join(dir, SSHD_PID_FILE), "utf8").trim()}/ns/mnt`);
+  } catch {
+    return [];
+  }
+  const out: string[] = [];
+  for (const e of fs.readdirSync("/proc").filter((x) => /^\d+$/.test(x))) {
+    try {
+      if (fs.readlinkSync(`/proc/${e}/ns/mnt`) === ns) out.push(`${e} ${fs.readlinkSync(`/proc/${e}/exe`)}`);
+    } catch {
+      /* gone, or a kernel thread */
+    }
+  }
+  return out;
+}
+
+/**
+ * A real node's processes on host (node named as the host): the node group's (kubelet, kube-proxy, containerd,
+ * shims) among inHost (default: the host's mount namespace now), and every container process of the node, in its
+ * pod cgroups (host.cgroupRoot()) and mount namespaces of their own.
+ */
+export function nodeProcesses(
+  host: Pick<SshHost, "cgroupRoot" | "processes">,
+  binDir: string,
+  inHost: string[] = host.processes(),
+): string[] {
+  const out = inHost.filter((p) => p.split(" ")[1].startsWith(`${binDir}/`));
+  const cgroup = `${host.cgroupRoot()}/`;
+  for (const e of fs.readdirSync("/proc").filter((x) => /^\d+$/.test(x))) {
+    try {
+      if (fs.readFileSync(`/proc/${e}/cgroup`, "utf8").includes(cgroup)) out.push(`${e} (pod)`);
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+}
+
+interface NodeFiles {
+  /** Backing dir of NODE_MOUNT/bin: the `node` toolchain dir. */
+  binDir: string;
+  ip: string;
+}
+
+/**
+ * harnessDir/node: the kubelet's and kube-proxy's kubeconfigs (as K3s's agent gets them from its server) and an
+ * empty bin/ that the node toolchain dir is bound over (it may live under the private /root).
+ */
+function prepareNode(dir: string, harnessDir: string, name: string, k: KubeletNodeOptions): NodeFiles {
+  const binDir = k.toolchainDir ?? nodeToolchain().dir;
+  const pki = path.join(dir, "node-pki");
+  fs.rmSync(pki, { recursive: true, force: true });
+  const kc = nodeKubeconfigs(pki, name, k.controlPlane);
+  const nodeDir = path.join(harnessDir, "node");
+  fs.mkdirSync(path.join(nodeDir, "bin"), { recursive: true });
+  fs.copyFileSync(kc.kubelet, path.join(nodeDir, "kubelet.kubeconfig"));
+  fs.copyFileSync(kc.kubeProxy, path.join(nodeDir, "kubeproxy.kubeconfig"));
+  return { binDir, ip: k.ip };
 }
 
 /** Refuses to start without the tools, without root, with a bad name or address, or on an address in use. */
@@ -261,10 +438,14 @@ async function checkHostOptions(opts: SshHostOptions): Promise<void> {
 }
 
 /** Empty backing dirs of the private mounts (in-host path → backing dir), /usr/local/bin holding the doubles. */
-function preparePrivateDirs(dir: string, toolkitInstalled: boolean): Record<string, string> {
+function preparePrivateDirs(
+  dir: string,
+  toolkitInstalled: boolean,
+  nodeDirs: boolean,
+): Record<string, string> {
   const privRoot = path.join(dir, "private");
   const rootDirs: Record<string, string> = {};
-  for (const [mnt, slug] of PRIVATE_DIRS) {
+  for (const [mnt, slug] of [...PRIVATE_DIRS, ...(nodeDirs ? NODE_DIRS : [])]) {
     const backing = path.join(privRoot, slug);
     fs.rmSync(backing, { recursive: true, force: true });
     fs.mkdirSync(backing, { recursive: true, mode: 0o755 });
@@ -400,6 +581,11 @@ function writeHostFiles(
     FORGE_NODE_CPU: opts.node?.cpu ?? "16",
     FORGE_NODE_MEMORY: opts.node?.memory ?? "64Gi",
     FORGE_NODE_PODS: opts.node?.pods ?? "110",
+    FORGE_EDGE_DURATIONS: opts.durations ?? "",
+    // k3s double: "kubelet" starts a real node (k3s-node.sh) instead of registering a kwok Node.
+    FORGE_NODE_MODE: opts.kubelet ? "kubelet" : "kwok",
+    FORGE_NODE_IP: opts.kubelet?.ip ?? "",
+    FORGE_NODE_BIN: opts.kubelet ? `${NODE_MOUNT}/bin` : "",
   };
   fs.writeFileSync(path.join(harnessDir, "env"), shellVars(env));
   let g = opts.gpu;
@@ -491,10 +677,10 @@ function writeSshdFiles(harnessDir: string, opts: SshHostOptions): { hostKeyLine
 }
 
 /** sshd's privilege-separation dir and the empty mount points on the real machine (the mounts exist only inside). */
-function makeMountPoints(): void {
+function makeMountPoints(privateDirs: string[]): void {
   // Normally made by the ssh service unit.
   fs.mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
-  for (const [mnt] of PRIVATE_DIRS) fs.mkdirSync(mnt, { recursive: true });
+  for (const mnt of privateDirs) fs.mkdirSync(mnt, { recursive: true });
   fs.mkdirSync(HARNESS_MOUNT, { recursive: true });
   fs.mkdirSync(SHARED_MOUNT, { recursive: true });
 }
@@ -510,6 +696,7 @@ function writeNamespaceSetup(
     tools: HarnessTools;
     /** In-host path of sshd_config. */
     sshdConfig: string;
+    node: NodeFiles | undefined;
   },
 ): string {
   const { harnessDir, rootDirs, etcOverlay, tools } = host;
@@ -519,6 +706,8 @@ function writeNamespaceSetup(
     "# Runs inside `unshare --mount --uts --propagation private`: private mounts, then sshd.",
     "set -euo pipefail",
     `hostname ${shq(opts.name)}`,
+    // Before the private mounts, which may hide dir; this shell execs sshd, so $$ is sshd's pid.
+    `echo $$ > ${shq(path.join(dir, SSHD_PID_FILE))}`,
     ...(etcOverlay
       ? [
           `mount -t overlay overlay -o lowerdir=/etc,upperdir=${shq(etcOverlay.upper)},workdir=${shq(etcOverlay.work)} /etc`,
@@ -531,8 +720,15 @@ function writeNamespaceSetup(
     ...(tools.checker !== ""
       ? [`mount --bind ${shq(tools.checker)} ${HARNESS_MOUNT}/bin/forge-edge-checker`]
       : []),
+    ...(host.node
+      ? [
+          `mount --bind ${shq(host.node.binDir)} ${NODE_MOUNT}/bin`,
+          `mount -o remount,bind,ro ${NODE_MOUNT}/bin`,
+          ...nodeIpLines(host.node.ip),
+        ]
+      : []),
     // Last: the sources above may live under one of these (e.g. /root/.cache).
-    ...PRIVATE_DIRS.map(([mnt]) => `mount --bind ${shq(rootDirs[mnt])} ${shq(mnt)}`),
+    ...Object.keys(rootDirs).map((mnt) => `mount --bind ${shq(rootDirs[mnt])} ${shq(mnt)}`),
     ...(opts.rancherDiskMiB !== undefined
       ? [`mount -t tmpfs -o size=${Math.floor(opts.rancherDiskMiB)}m tmpfs /var/lib/rancher`]
       : []),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Test double of K3s' k3s-killall.sh (written by the install.sh double): stops the "k3s process"
-# (the apiserver forwarder) and marks k3s / k3s-agent inactive.
+# (the apiserver forwarder; with a real node, k3s-node.sh stop: kubelet, containers, containerd, their mounts)
+# and marks k3s / k3s-agent inactive.
 set -euo pipefail
 # shellcheck source=/dev/null
 . "${FORGE_HARNESS_DIR:-/opt/forge-harness}/doubles/lib.sh"

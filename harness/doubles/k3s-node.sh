@@ -15,6 +15,8 @@
 #   FORGE_NODE_KUBECONFIG  kubeconfig of the kubelet
 #   FORGE_NODE_POD_CIDR    this node's pod range (default 10.42.0.0/24, K3s's first node range)
 #   FORGE_NODE_LABELS      comma-separated key=value labels (--node-labels)
+#   FORGE_NODE_TAINTS      comma-separated key[=value]:effect taints (--register-with-taints)
+#   FORGE_NODE_KUBELET_ARGS  name=value per line: K3s's kubelet-arg, appended last as --name=value (they win)
 #   FORGE_NODE_RETAG       space-separated SRC=DST image names to tag after the import (the stack's image names)
 #   FORGE_NODE_PROXY_KUBECONFIG  kubeconfig of kube-proxy (system:kube-proxy)
 #   FORGE_NODE_CLUSTER_CIDR      K3s's cluster CIDR (default 10.42.0.0/16)
@@ -24,6 +26,9 @@
 set -euo pipefail
 
 : "${FORGE_NODE_BIN:?FORGE_NODE_BIN (the node toolchain dir) is not set}"
+PIDS=/run/k3s/forge-node
+# stop finds the name start used (K3s's --node-name may differ from the hostname) in $PIDS/node-name.
+if [[ -z ${FORGE_NODE_NAME:-} && -r $PIDS/node-name ]]; then FORGE_NODE_NAME=$(<"$PIDS/node-name"); fi
 NODE_NAME=${FORGE_NODE_NAME:-$(hostname)}
 WAIT_S=${FORGE_NODE_WAIT_S:-60}
 AGENT=/var/lib/rancher/k3s/agent
@@ -36,10 +41,10 @@ CNI_CONF=$AGENT/etc/cni/net.d
 IMAGES_DIR=$AGENT/images
 KUBELET_CONF_D=$AGENT/etc/kubelet.conf.d
 POD_MANIFESTS=$AGENT/pod-manifests
-PIDS=/run/k3s/forge-node
 LOGS=/var/log/forge-edge/node
-# Per-node cgroup parent: every simulated host shares the machine's cgroup hierarchy (see harness/README.md).
-CGROUP_ROOT=/forge-edge/$NODE_NAME
+# Per-node cgroup parent: every simulated host shares the machine's cgroup hierarchy (see harness/README.md). The
+# inode of the node's mount namespace keeps two runs' nodes of one name apart (start and stop both run in it).
+CGROUP_ROOT=/forge-edge/$NODE_NAME-$(stat -L -c %i /proc/self/ns/mnt)
 
 log() { printf '%s k3s-node: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 fail() { log "ERROR: $*"; exit 1; }
@@ -180,10 +185,13 @@ EOF
   for c in cpu cpuacct cpuset memory pids devices freezer blkio hugetlb systemd; do
     [[ -d /sys/fs/cgroup/$c ]] && mkdir -p "/sys/fs/cgroup/$c$CGROUP_ROOT"
   done
+  local extra=() a
+  while IFS= read -r a; do [[ -n $a ]] && extra+=("--${a#--}"); done <<<"${FORGE_NODE_KUBELET_ARGS:-}"
   if ! running kubelet; then
     spawn kubelet "$FORGE_NODE_BIN/kubelet" --config-dir="$KUBELET_CONF_D" --kubeconfig="$FORGE_NODE_KUBECONFIG" \
       --read-only-port=0 --hostname-override="$NODE_NAME" --node-ip="$FORGE_NODE_IP" \
-      --node-labels="${FORGE_NODE_LABELS:-}" --root-dir=/var/lib/kubelet --cert-dir=/var/lib/kubelet/pki
+      --node-labels="${FORGE_NODE_LABELS:-}" ${FORGE_NODE_TAINTS:+--register-with-taints="$FORGE_NODE_TAINTS"} \
+      --root-dir=/var/lib/kubelet --cert-dir=/var/lib/kubelet/pki "${extra[@]}"
   fi
   wait_for "kubelet healthz" curl -fsS "http://$FORGE_NODE_IP:10248/healthz"
 }
@@ -200,6 +208,19 @@ start_kube_proxy() {
   wait_for "kube-proxy healthz" curl -fsS http://127.0.0.1:10256/healthz
 }
 
+# ---- network policy (k3s pkg/agent/netpol: kube-router's controller in the agent, as system:k3s-controller) -------
+# FORGE_NODE_NETPOL=1 starts it: FORGE_NODE_NETPOL_BIN (k3s-netpol of the `netpol` group), FORGE_NODE_NETPOL_KUBECONFIG
+# (CN=system:k3s-controller, bound to K3s's ClusterRole of that name), FORGE_NODE_SERVICE_CIDR (default 10.43.0.0/16).
+start_netpol() {
+  [[ ${FORGE_NODE_NETPOL:-0} == 1 ]] || return 0
+  : "${FORGE_NODE_NETPOL_BIN:?FORGE_NODE_NETPOL_BIN is not set}" "${FORGE_NODE_NETPOL_KUBECONFIG:?FORGE_NODE_NETPOL_KUBECONFIG is not set}"
+  running netpol && return 0
+  spawn netpol "$FORGE_NODE_NETPOL_BIN" --kubeconfig="$FORGE_NODE_NETPOL_KUBECONFIG" --node-name="$NODE_NAME" \
+    --service-cidr="${FORGE_NODE_SERVICE_CIDR:-10.43.0.0/16}" --service-node-port-range=30000-32767
+  # Enforcing once Run made its top-level chains (KUBE-ROUTER-FORWARD jumps to each pod's firewall chain).
+  wait_for "network policy controller (chain KUBE-ROUTER-FORWARD; log $LOGS/netpol.log)" iptables -w 5 -S KUBE-ROUTER-FORWARD
+}
+
 # ---- GPU device plugin stand-in (k8s.io/kubelet deviceplugin v1beta1 registration) -------------------------------
 start_device_plugin() {
   local gpus=${FORGE_NODE_GPUS:-0}
@@ -214,7 +235,7 @@ start_device_plugin() {
 stop_all() {
   local pid c
   local n
-  for n in gpu-device-plugin kube-proxy kubelet; do
+  for n in gpu-device-plugin netpol kube-proxy kubelet; do
     if running "$n"; then kill "$(cat "$PIDS/$n.pid")" 2>/dev/null || true; fi
   done
   # Every container process of this node is in a cgroup under CGROUP_ROOT (pids hierarchy).
@@ -228,14 +249,29 @@ stop_all() {
     if [[ -d $c ]]; then find "$c" -depth -type d -exec rmdir {} + 2>/dev/null || true; fi
     rmdir "$(dirname "$c")" 2>/dev/null || true # /forge-edge, once no node uses it
   done
-  rm -f "$PIDS"/*.pid
+  unmount_node
+  rm -f "$PIDS"/*.pid "$PIDS/node-name"
 }
 
-# kill_shims: the runc shims of this node (started with -address $SOCK).
+# unmount_node: the volume mounts the kubelet and the shims left (k3s-io/k3s install.sh, k3s-killall.sh:
+# do_unmount_and_remove /run/k3s, /var/lib/kubelet/pods, /var/lib/kubelet/plugins). Only mounts strictly below
+# those paths: on a simulated host /run/k3s itself is the host's private mount.
+unmount_node() {
+  local m
+  while IFS= read -r m; do
+    { umount -l "$m" 2>/dev/null && rm -rf "$m"; } || true
+  done < <(awk '$2 ~ /^\/(run\/k3s|var\/lib\/kubelet\/pods|var\/lib\/kubelet\/plugins)\// { print $2 }' /proc/self/mounts | sort -r)
+}
+
+# kill_shims: the runc shims of this node (started with -address $SOCK). Every node's socket has that same path in
+# its own mount namespace, so a shim is this node's only if it also shares this script's mount namespace: another
+# node's stop must never kill this node's pods.
 kill_shims() {
-  local p
+  local p ns
+  ns=$(readlink /proc/self/ns/mnt)
   for p in /proc/[0-9]*; do
     [[ $(readlink "$p/exe" 2>/dev/null) == "$FORGE_NODE_BIN/containerd-shim-runc-v2" ]] || continue
+    [[ $(readlink "$p/ns/mnt" 2>/dev/null) == "$ns" ]] || continue
     if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q -- "-address $SOCK"; then kill -9 "${p#/proc/}" 2>/dev/null || true; fi
   done
 }
@@ -245,9 +281,12 @@ containerd) start_containerd ;;
 kubelet) start_kubelet ;;
 kube-proxy) start_kube_proxy ;;
 start)
+  mkdir -p "$PIDS"
+  printf '%s\n' "$NODE_NAME" >"$PIDS/node-name"
   start_containerd
   start_kubelet
   start_kube_proxy
+  start_netpol
   start_device_plugin
   ;;
 stop) stop_all ;;

@@ -87,3 +87,24 @@ tcp_open() {
   # shellcheck disable=SC2016 # expanded by the inner bash
   timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null
 }
+
+# forge_delay NAME [FILE...] : realistic durations (issue 12), off unless the harness set FORGE_EDGE_DURATIONS in the
+# host's env (JSON from harness/ttsSim.ts: {"scale": s, "delays": {NAME: {"seconds": x, "bytesPerSecond": r}}}).
+# Sleeps NAME's seconds (already scaled) plus the bytes of FILEs at its rate (unscaled: the simulation stages files
+# scaled by the same factor), and records "delay NAME <seconds> bytes=<n>" in the doubles' log first. Off, or NAME
+# not configured: returns at once, recording nothing.
+forge_delay() {
+  local name=$1 bytes=0 f s
+  shift
+  [[ -n ${FORGE_EDGE_DURATIONS:-} ]] || return 0
+  for f in "$@"; do
+    if [[ -f $f ]]; then bytes=$((bytes + $(stat -c %s "$f"))); fi
+  done
+  s=$(jq -r --arg n "$name" --argjson b "$bytes" '.delays[$n] // empty
+      | (.seconds // 0) + (if (.bytesPerSecond // 0) > 0 then $b / .bytesPerSecond else 0 end)
+      | (. * 1000 | round) / 1000' <<<"$FORGE_EDGE_DURATIONS") ||
+    die "forge-edge double: FORGE_EDGE_DURATIONS is not the JSON harness/ttsSim.ts writes"
+  [[ -n $s ]] || return 0
+  log_call delay "$name" "$s" "bytes=$bytes"
+  sleep "$s"
+}

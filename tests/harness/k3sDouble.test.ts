@@ -8,13 +8,12 @@
 import * as assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 
-import { startControlPlane, type ControlPlane } from "../../harness/controlPlane";
-import { KubeClient } from "../../harness/kubeClient";
-import { makeAirgapBundle, makeKeyPair, sshRun, startSshHost, type SshHost } from "../../harness/sshHost";
+import { SIMULATED_NODE_NET } from "../../harness/realNode";
+import { makeAirgapBundle, sshRun, type SshHost } from "../../harness/sshHost";
 import { checkerPath } from "../../harness/toolchain";
+import { useControlPlaneHosts } from "./controlPlaneHosts";
 
 const TMPL_DIR = "/var/lib/rancher/k3s/agent/etc/containerd";
 const RUNTIME = "/usr/local/bin/nvidia-container-runtime";
@@ -30,53 +29,28 @@ interface RuntimeClassObj {
 
 describe("harness/doubles/k3s: K3s-faithful behaviour (control plane)", function () {
   this.timeout(600_000);
-  let tmp = "";
-  let keyFile = "";
-  let cp: ControlPlane | undefined;
-  let kube: KubeClient;
-  const hosts: SshHost[] = [];
-  const key = makeKeyPair();
   let checker = "";
-
-  before(async () => {
+  before(() => {
     checker = checkerPath();
-    tmp = fs.mkdtempSync(path.join(os.tmpdir(), "forge-k3sdouble-"));
-    keyFile = path.join(tmp, "id_test");
-    fs.writeFileSync(keyFile, key.privateKeyPem, { mode: 0o600 });
-    cp = await startControlPlane({ dir: path.join(tmp, "cp"), hostIps: ["127.0.1.41", "127.0.1.42"] });
-    kube = KubeClient.fromKubeconfig(cp.kubeconfigPath);
   });
-  after(async () => {
-    for (const h of hosts) await h.stop();
-    await cp?.stop();
-    if (tmp !== "") fs.rmSync(tmp, { recursive: true, force: true });
+  const f = useControlPlaneHosts(this, {
+    tmpPrefix: "forge-k3sdouble-",
+    hostIps: ["127.0.1.41", "127.0.1.42", "127.0.1.43"],
   });
 
   async function host(name: string, ip: string, toolkitInstalled: boolean): Promise<SshHost> {
-    const h = await startSshHost({
-      name,
-      ip,
-      dir: path.join(tmp, name),
-      authorizedKey: key.publicKeyLine,
-      gpu: { name: "Tesla P40", memoryMiB: 24576, driver: "580.95.05", computeCap: "6.1", count: 1 },
-      controlPlane: {
-        kubeconfigPath: (cp as ControlPlane).kubeconfigPath,
-        apiPort: (cp as ControlPlane).apiPort,
-      },
-      toolkitInstalled,
-    });
-    hosts.push(h);
-    const bundle = makeAirgapBundle(path.join(tmp, `${name}-airgap`));
+    const h = await f.startHost(name, ip, { toolkitInstalled });
+    const bundle = makeAirgapBundle(path.join(f.tmp, `${name}-airgap`));
     const r = sshRun(
       h,
-      keyFile,
+      f.keyFile,
       "mkdir -p /var/lib/forge-edge/airgap && cat > /usr/local/bin/k3s && chmod 755 /usr/local/bin/k3s",
       fs.readFileSync(path.join(bundle, "k3s"), "utf8"),
     );
     assert.equal(r.status, 0, r.stderr);
     const r2 = sshRun(
       h,
-      keyFile,
+      f.keyFile,
       "cat > /var/lib/forge-edge/airgap/install.sh",
       fs.readFileSync(path.join(bundle, "install.sh"), "utf8"),
     );
@@ -85,7 +59,7 @@ describe("harness/doubles/k3s: K3s-faithful behaviour (control plane)", function
   }
 
   function sh(h: SshHost, script: string): { status: number; stdout: string; stderr: string } {
-    return sshRun(h, keyFile, "bash -s", `set -euo pipefail\n${script}\n`);
+    return sshRun(h, f.keyFile, "bash -s", `set -euo pipefail\n${script}\n`);
   }
 
   /** Writes config.yaml (+ templates) and runs install.sh for a server of this K3s version. */
@@ -181,7 +155,9 @@ describe("harness/doubles/k3s: K3s-faithful behaviour (control plane)", function
       "node-name: k3sd-bare\nnode-label:\n  - forge.test/a=1\n  - forge.test/b=1\nnode-taint:\n  - forge.test/t=1:NoSchedule",
     );
     assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
-    const rc = (await kube.get("/apis/node.k8s.io/v1/runtimeclasses/nvidia")) as RuntimeClassObj | undefined;
+    const rc = (await f.kube.get("/apis/node.k8s.io/v1/runtimeclasses/nvidia")) as
+      | RuntimeClassObj
+      | undefined;
     assert.ok(rc, "no RuntimeClass nvidia");
     assert.equal(rc.handler, "nvidia");
     assert.equal(rc.metadata.annotations?.["objectset.rio.cattle.io/owner-name"], "runtimes");
@@ -197,7 +173,7 @@ describe("harness/doubles/k3s: K3s-faithful behaviour (control plane)", function
     assert.match(seen.out, /configures no "nvidia" runtime/);
 
     // Deleted (e.g. by a destroy): back at the next start.
-    await kube.send("DELETE", "/apis/node.k8s.io/v1/runtimeclasses/nvidia");
+    await f.kube.send("DELETE", "/apis/node.k8s.io/v1/runtimeclasses/nvidia");
     // Labels changed and one removed, taint changed: the restart re-applies labels, never removes, keeps taints.
     r = installServer(
       h,
@@ -206,10 +182,10 @@ describe("harness/doubles/k3s: K3s-faithful behaviour (control plane)", function
     );
     assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
     assert.ok(
-      await kube.get("/apis/node.k8s.io/v1/runtimeclasses/nvidia"),
+      await f.kube.get("/apis/node.k8s.io/v1/runtimeclasses/nvidia"),
       "RuntimeClass nvidia not re-created",
     );
-    const node = (await kube.get("/api/v1/nodes/k3sd-bare")) as NodeObj;
+    const node = (await f.kube.get("/api/v1/nodes/k3sd-bare")) as NodeObj;
     assert.equal(node.metadata.labels["forge.test/a"], "2");
     assert.equal(node.metadata.labels["forge.test/b"], "1", "K3s never removes a label it applied");
     assert.deepEqual(
@@ -229,5 +205,36 @@ describe("harness/doubles/k3s: K3s-faithful behaviour (control plane)", function
       "no",
     );
     sh(h, "/usr/local/bin/k3s-uninstall.sh");
+  });
+
+  it("kubelet mode: renders SystemdCgroup = false (no systemd runs a real node here) and names the build command when the node group is missing", async () => {
+    const empty = fs.mkdtempSync(path.join(f.tmp, "no-node-group-"));
+    const h = await f.startHost("k3s-kub", "127.0.1.43", {
+      preloadAirgap: true,
+      kubelet: {
+        ip: `${SIMULATED_NODE_NET}43`,
+        toolchainDir: empty,
+        controlPlane: { server: f.cp.server, ...f.cp.pki },
+      },
+    });
+    const r = sh(
+      h,
+      [
+        "install -m 0755 /var/lib/forge-edge/airgap/k3s /usr/local/bin/k3s",
+        `mkdir -p /etc/rancher/k3s ${TMPL_DIR}`,
+        "echo 'node-label: [\"forge.ai/sku=p40\"]' > /etc/rancher/k3s/config.yaml",
+        "k3s server",
+      ].join("\n"),
+    );
+    assert.notEqual(r.status, 0);
+    assert.match(
+      r.stderr,
+      /level=fatal .*no kubelet in \/opt\/forge-harness\/node\/bin \(build it: bash harness\/build-toolchain\.sh node\)/,
+    );
+    const rendered = nodeFile(h, `${TMPL_DIR}/config.toml`);
+    assert.match(rendered, /SystemdCgroup = false/);
+    assert.doesNotMatch(rendered, /SystemdCgroup = true/);
+    // No kwok Node was registered in its place.
+    assert.equal(await f.kube.get("/api/v1/nodes/k3s-kub"), undefined);
   });
 });

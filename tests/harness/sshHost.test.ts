@@ -6,9 +6,11 @@ import * as path from "node:path";
 import { startControlPlane, type ControlPlane } from "../../harness/controlPlane";
 import { KubeClient } from "../../harness/kubeClient";
 import { waitFor } from "../../harness/proc";
+import { nodeToolchain, SIMULATED_NODE_NET } from "../../harness/realNode";
 import {
   makeAirgapBundle,
   makeKeyPair,
+  nodeProcesses,
   sshRun,
   startSshHost,
   type GpuSpec,
@@ -389,5 +391,155 @@ describe("harness/sshHost + install doubles (control plane)", function () {
     const calls = h.calls().map((l) => l.split(" ")[1]);
     for (const c of ["install.sh", "systemctl", "k3s", "k3s-uninstall.sh", "k3s-killall.sh"])
       assert.ok(calls.includes(c), `no ${c} call logged`);
+  });
+});
+
+describe("harness/sshHost kubelet mode: a real node below the API (control plane)", function () {
+  this.timeout(600000);
+  const NAME = "edge-kub";
+  const IP = "127.0.1.51";
+  const NODE_IP = `${SIMULATED_NODE_NET}51`;
+  let tmp = "";
+  let cp: ControlPlane | undefined;
+  let h: SshHost | undefined;
+  let kube: KubeClient;
+  let keyFile = "";
+  const key = makeKeyPair();
+
+  before(async function () {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), "forge-kub-"));
+    keyFile = path.join(tmp, "id_test");
+    fs.writeFileSync(keyFile, key.privateKeyPem, { mode: 0o600 });
+    cp = await startControlPlane({ dir: path.join(tmp, "cp"), hostIps: [IP] });
+    kube = KubeClient.fromKubeconfig(cp.kubeconfigPath);
+    h = await startSshHost({
+      name: NAME,
+      ip: IP,
+      dir: path.join(tmp, "host"),
+      authorizedKey: key.publicKeyLine,
+      gpu: P40,
+      controlPlane: { kubeconfigPath: cp.kubeconfigPath, apiPort: cp.apiPort },
+      preloadAirgap: true,
+      kubelet: {
+        ip: NODE_IP,
+        controlPlane: { server: cp.server, ...cp.pki },
+      },
+    });
+  });
+  after(async () => {
+    await h?.stop();
+    await cp?.stop();
+    if (tmp !== "") {
+      assertNoLeftovers(tmp);
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
+  /** Installs a K3s server from the preloaded air-gap doubles, with the pause image in K3s's images dir. */
+  function installServer(host: SshHost): void {
+    const images = path.join(host.rootDirs["/var/lib/rancher"], "k3s/agent/images");
+    fs.mkdirSync(images, { recursive: true });
+    fs.copyFileSync(nodeToolchain().images.pause, path.join(images, "k3s-airgap-images-amd64.tar"));
+    const config = [
+      "node-label:",
+      '  - "forge.ai/sku=p40"',
+      "node-taint:",
+      '  - "forge.ai/drill=true:NoSchedule"',
+    ].join("\n");
+    const r = sshRun(
+      host,
+      keyFile,
+      "bash -s",
+      [
+        "set -euo pipefail",
+        "mkdir -p /etc/rancher/k3s",
+        `cat > /etc/rancher/k3s/config.yaml <<'YAML'\n${config}\nYAML`,
+        "install -m 0755 /var/lib/forge-edge/airgap/k3s /usr/local/bin/k3s",
+        "INSTALL_K3S_EXEC=server INSTALL_K3S_SKIP_DOWNLOAD=true INSTALL_K3S_VERSION=v1.36.4+k3s1 sh /var/lib/forge-edge/airgap/install.sh",
+      ].join("\n"),
+    );
+    assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+  }
+
+  async function runPause(name: string): Promise<void> {
+    await kube.send("POST", "/api/v1/namespaces/default/pods", {
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name, namespace: "default" },
+      spec: {
+        nodeName: NAME,
+        tolerations: [{ key: "forge.ai/drill", operator: "Exists" }],
+        containers: [{ name: "pause", image: nodeToolchain().pauseImage, imagePullPolicy: "Never" }],
+      },
+    });
+    await waitFor(`pod ${name} Running`, 180000, async () => {
+      const p = (await kube.get(`/api/v1/namespaces/default/pods/${name}`)) as
+        | { status?: { phase?: string } }
+        | undefined;
+      return p?.status?.phase === "Running" ? true : undefined;
+    });
+  }
+
+  it("gives the host the node's private dirs, the node group read-only, its kubeconfigs and a non-loopback node IP", () => {
+    const r = sshRun(
+      h as SshHost,
+      keyFile,
+      [
+        "findmnt -rn -o TARGET | grep -cxE '/var/lib/kubelet|/run/k3s|/run/containerd|/run/netns|/var/log/pods|/var/log/containers'",
+        "findmnt -rn -o OPTIONS /opt/forge-harness/node/bin | tr , '\\n' | grep -x ro",
+        "test -x /opt/forge-harness/node/bin/kubelet && echo kubelet",
+        "grep -o 'client-certificate-data: .*' /opt/forge-harness/node/kubelet.kubeconfig | cut -d' ' -f2 | base64 -d | openssl x509 -noout -subject",
+        "grep -o 'client-certificate-data: .*' /opt/forge-harness/node/kubeproxy.kubeconfig | cut -d' ' -f2 | base64 -d | openssl x509 -noout -subject",
+        `ip -4 -o addr show | grep -c ' inet ${NODE_IP}/32'`,
+        ". /opt/forge-harness/env && echo $FORGE_NODE_MODE",
+      ].join("; "),
+    );
+    assert.equal(r.status, 0, r.stderr);
+    const out = r.stdout.trim().split("\n");
+    assert.equal(out[0], "6");
+    assert.equal(out[1], "ro");
+    assert.equal(out[2], "kubelet");
+    assert.match(out[3], /O\s*=\s*system:nodes, CN\s*=\s*system:node:edge-kub/);
+    assert.match(out[4], /CN\s*=\s*system:kube-proxy/);
+    assert.equal(out[5], "1");
+    assert.equal(out[6], "kubelet");
+  });
+
+  it("K3s starts a real node (labels, taints through the kubelet); uninstall leaves the host as before, nothing running", async () => {
+    const host = h as SshHost;
+    const before = host.snapshot();
+    installServer(host);
+    const node = await waitFor(`Node ${NAME} Ready`, 180000, async () => {
+      const n = (await kube.get(`/api/v1/nodes/${NAME}`)) as
+        | {
+            metadata: { labels: Record<string, string>; annotations: Record<string, string> };
+            spec: { taints?: { key: string; effect: string }[] };
+            status: { conditions?: { type: string; status: string }[]; nodeInfo: { kubeletVersion: string } };
+          }
+        | undefined;
+      return n?.status.conditions?.some((c) => c.type === "Ready" && c.status === "True") ? n : undefined;
+    });
+    assert.equal(node.metadata.annotations["kwok.x-k8s.io/node"], undefined);
+    assert.equal(node.metadata.labels["forge.ai/sku"], "p40");
+    assert.ok(node.spec.taints?.some((t) => t.key === "forge.ai/drill" && t.effect === "NoSchedule"));
+    assert.equal(node.status.nodeInfo.kubeletVersion, "v1.37.2");
+    await runPause("pause-uninstall");
+
+    const r = sshRun(host, keyFile, "/usr/local/bin/k3s-uninstall.sh");
+    assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+    assert.deepEqual(host.snapshot(), before);
+    assert.deepEqual(nodeProcesses(host, nodeToolchain().dir), []);
+  });
+
+  it("stop() stops the node's containers first: they live in mount namespaces of their own", async () => {
+    const host = h as SshHost;
+    installServer(host);
+    await runPause("pause-stop");
+    const running = host.processes();
+    assert.notDeepEqual(nodeProcesses(host, nodeToolchain().dir, running), []);
+    await host.stop();
+    // The namespace is gone with the host: what ran in it, and every container of the node, must be gone too.
+    const alive = running.filter((p) => fs.existsSync(`/proc/${p.split(" ")[0]}`));
+    assert.deepEqual(nodeProcesses(host, nodeToolchain().dir, alive), []);
   });
 });
