@@ -9,7 +9,7 @@ import * as path from "node:path";
 import * as yaml from "js-yaml";
 import { KubeClient, renderKubeconfig, type KubeCreds } from "./kubeClient";
 import { makePki, type Pki } from "./pki";
-import { canConnect, freePort, killGroup, spawnLogged, waitFor, WaitAbort, type Managed } from "./proc";
+import { canConnect, freePorts, killGroup, spawnLogged, waitFor, WaitAbort, type Managed } from "./proc";
 import { loadToolchain, type Toolchain } from "./toolchain";
 
 export interface ControlPlaneOptions {
@@ -67,13 +67,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   fs.mkdirSync(dir, { recursive: true });
   const pki = makePki(path.join(dir, "pki"), opts.hostIps);
 
-  const [etcdClient, etcdPeer, apiPort, cmPort, schedPort] = [
-    await freePort(),
-    await freePort(),
-    await freePort(),
-    await freePort(),
-    await freePort(),
-  ];
+  const [etcdClient, etcdPeer, apiPort, cmPort, schedPort] = await freePorts(5);
   const server = `https://127.0.0.1:${apiPort}`;
   const kubeconfigs = writeKubeconfigs(dir, server, pki);
   const kwok = writeKwokStages(dir, tc, opts.podReadyDelay);
@@ -99,6 +93,13 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
         return r.status === 200 ? true : undefined;
       },
       300,
+    );
+
+    // K3s's manifests/rolebindings.yaml: the apiserver may use the kubelet API (logs, exec, port-forward).
+    await admin.send(
+      "POST",
+      "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+      KUBELET_API_ADMIN_BINDING,
     );
 
     components.start(
@@ -247,6 +248,14 @@ function writeKwokStages(
   return { stagesFile, useLease: /name:\s*node-heartbeat-with-lease\b/.test(tc.kwokStages) };
 }
 
+const KUBELET_API_ADMIN_BINDING = {
+  apiVersion: "rbac.authorization.k8s.io/v1",
+  kind: "ClusterRoleBinding",
+  metadata: { name: "kube-apiserver-kubelet-admin" },
+  roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "system:kubelet-api-admin" },
+  subjects: [{ apiGroup: "rbac.authorization.k8s.io", kind: "User", name: "kube-apiserver" }],
+};
+
 function etcdArgs(dir: string, clientUrl: string, peerUrl: string): string[] {
   return [
     "--name=default",
@@ -270,6 +279,11 @@ function apiserverArgs(dir: string, port: number, etcdUrl: string, pki: Pki): st
     `--client-ca-file=${pki.caFile}`,
     `--tls-cert-file=${pki.apiserver.certFile}`,
     `--tls-private-key-file=${pki.apiserver.keyFile}`,
+    // `kubectl logs/exec` on a real node: the apiserver authenticates to the kubelet as user kube-apiserver, and
+    // dials its InternalIP (the test network has no DNS for node names; the upstream default tries Hostname first).
+    `--kubelet-client-certificate=${pki.kubeletClient.certFile}`,
+    `--kubelet-client-key=${pki.kubeletClient.keyFile}`,
+    "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
     "--authorization-mode=Node,RBAC",
     "--service-cluster-ip-range=10.43.0.0/16",
     "--service-account-issuer=https://kubernetes.default.svc.cluster.local",

@@ -167,7 +167,12 @@ async function main(): Promise<void> {
     );
     console.log(`gpu slices per node: ${JSON.stringify(res.outputs.gpuSlicesPerNode.value)}`);
     console.log(`autoscaling: ${JSON.stringify(res.outputs.autoscaling.value)}`);
-    if (node === "kubelet") curlHealth(String(res.outputs.endpoint.value));
+    if (node === "kubelet") {
+      // The design's troubleshooting command, answered by the real kubelet through the apiserver.
+      step("kubectl logs deployment/inference-server -n forge-cognition --tail=5");
+      kubectl("logs", "deployment/inference-server", "-n", "forge-cognition", "--tail=5");
+      curlHealth(String(res.outputs.endpoint.value));
+    }
   } finally {
     await cleanup();
   }

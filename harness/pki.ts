@@ -55,6 +55,8 @@ export interface Pki {
   caKeyFile: string;
   caPem: string;
   apiserver: { certFile: string; keyFile: string };
+  /** The apiserver's client certificate towards kubelets (logs, exec): user kube-apiserver, as K3s's. */
+  kubeletClient: { certFile: string; keyFile: string };
   admin: { certPem: string; keyPem: string };
   controllerManager: { certPem: string; keyPem: string };
   scheduler: { certPem: string; keyPem: string };
@@ -109,6 +111,7 @@ export function makePki(dir: string, hostIps: string[]): Pki {
     "extendedKeyUsage=clientAuth",
   ];
   const apiserver = signedCert(dir, "apiserver", "/CN=kube-apiserver", serverExt);
+  const kubeletClient = signedCert(dir, "apiserver-kubelet-client", "/CN=kube-apiserver", clientExt);
   const admin = signedCert(dir, "admin", "/O=system:masters/CN=kubernetes-admin", clientExt);
   const cm = signedCert(dir, "controller-manager", "/CN=system:kube-controller-manager", clientExt);
   const sched = signedCert(dir, "scheduler", "/CN=system:kube-scheduler", clientExt);
@@ -119,6 +122,7 @@ export function makePki(dir: string, hostIps: string[]): Pki {
     caKeyFile: path.join(dir, "ca.key"),
     caPem: fs.readFileSync(path.join(dir, "ca.crt"), "utf8"),
     apiserver: { certFile: apiserver.certFile, keyFile: apiserver.keyFile },
+    kubeletClient: { certFile: kubeletClient.certFile, keyFile: kubeletClient.keyFile },
     admin: { certPem: admin.certPem, keyPem: admin.keyPem },
     controllerManager: { certPem: cm.certPem, keyPem: cm.keyPem },
     scheduler: { certPem: sched.certPem, keyPem: sched.keyPem },

@@ -11,18 +11,32 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** A TCP port that was free on host a moment ago. */
-export function freePort(host = "127.0.0.1"): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, host, () => {
-      const addr = srv.address();
-      const port = typeof addr === "object" && addr !== null ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
+/**
+ * n distinct TCP ports that were free on host a moment ago: every listener stays open until all n are picked, so the
+ * kernel cannot hand the same port out twice (sequential freePort() calls once gave etcd and the apiserver one port).
+ */
+export async function freePorts(n: number, host = "127.0.0.1"): Promise<number[]> {
+  const servers: net.Server[] = [];
+  try {
+    const ports: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const srv = net.createServer();
+      srv.unref();
+      servers.push(srv);
+      ports.push(
+        await new Promise<number>((resolve, reject) => {
+          srv.on("error", reject);
+          srv.listen(0, host, () => {
+            const addr = srv.address();
+            resolve(typeof addr === "object" && addr !== null ? addr.port : 0);
+          });
+        }),
+      );
+    }
+    return ports;
+  } finally {
+    await Promise.all(servers.map((s) => new Promise((r) => s.close(() => r(undefined)))));
+  }
 }
 
 /** True when something accepts TCP connections on host:port (host must be loopback). */

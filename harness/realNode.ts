@@ -258,6 +258,8 @@ export async function startRealNode(opts: RealNodeOptions): Promise<RealNode> {
   fs.mkdirSync(path.join(agent, "etc/containerd"), { recursive: true });
   fs.mkdirSync(path.join(agent, "images"), { recursive: true });
   fs.writeFileSync(path.join(agent, "etc/containerd/config-v3.toml.tmpl"), opts.containerdTemplate);
+  // K3s's agent/client-ca.crt: the kubelet verifies the apiserver's client certificate (logs, exec) with it.
+  fs.copyFileSync(opts.controlPlane.caFile, path.join(agent, "client-ca.crt"));
   for (const t of opts.imageTarballs ?? [tc.images.pause])
     fs.copyFileSync(t, path.join(agent, "images", path.basename(t)));
   const bin = backing["/usr/local/bin"];

@@ -423,6 +423,8 @@ function prepareNode(dir: string, harnessDir: string, name: string, k: KubeletNo
   fs.mkdirSync(path.join(nodeDir, "bin"), { recursive: true });
   fs.copyFileSync(kc.kubelet, path.join(nodeDir, "kubelet.kubeconfig"));
   fs.copyFileSync(kc.kubeProxy, path.join(nodeDir, "kubeproxy.kubeconfig"));
+  // The CA the kubelet verifies client certificates with (the apiserver's, for logs and exec): agent/client-ca.crt.
+  fs.copyFileSync(k.controlPlane.caFile, path.join(nodeDir, "client-ca.crt"));
   return { binDir, ip: k.ip };
 }
 

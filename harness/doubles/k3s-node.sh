@@ -41,6 +41,7 @@ CNI_CONF=$AGENT/etc/cni/net.d
 IMAGES_DIR=$AGENT/images
 KUBELET_CONF_D=$AGENT/etc/kubelet.conf.d
 POD_MANIFESTS=$AGENT/pod-manifests
+CLIENT_CA=$AGENT/client-ca.crt
 LOGS=/var/log/forge-edge/node
 # Per-node cgroup parent: every simulated host shares the machine's cgroup hierarchy (see harness/README.md). The
 # inode of the node's mount namespace keeps two runs' nodes of one name apart (start and stop both run in it).
@@ -139,6 +140,7 @@ start_kubelet() {
   : "${FORGE_NODE_KUBECONFIG:?FORGE_NODE_KUBECONFIG is not set}"
   : "${FORGE_NODE_IP:?FORGE_NODE_IP is not set}"
   mkdir -p "$KUBELET_CONF_D" "$POD_MANIFESTS" /var/lib/kubelet
+  [[ -s $CLIENT_CA ]] || fail "$CLIENT_CA is missing (K3s writes the cluster's client CA there for the kubelet)"
   # K3s's defaults (defaultKubeletConfig), as K3s writes them to its drop-in dir.
   cat >"$KUBELET_CONF_D/00-k3s-defaults.conf" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
@@ -146,6 +148,7 @@ kind: KubeletConfiguration
 authentication:
   anonymous: {enabled: false}
   webhook: {enabled: true, cacheTTL: 2m0s}
+  x509: {clientCAFile: $CLIENT_CA}
 authorization:
   mode: Webhook
   webhook: {cacheAuthorizedTTL: 5m0s, cacheUnauthorizedTTL: 30s}

@@ -129,6 +129,12 @@ describe("e2e: a real node on the simulated site (FORGE_EDGE_NODE=kubelet)", fun
     for (const r of rows) assert.match(r, /^\S+\s+1\/1\s+Running\s+/, r);
   });
 
+  it("kubectl logs deployment/inference-server -n forge-cognition: the apiserver reads the server's log from the kubelet", function () {
+    // The design's troubleshooting command: apiserver -> kubelet (InternalIP, x509 as user kube-apiserver) -> CRI.
+    const log = kubectl("logs", `deployment/${INFERENCE.name}`, "-n", NAMESPACE, "--tail=50");
+    assert.match(log, /fake inference server on :\d+/);
+  });
+
   it("the inference and device-plugin containers were created through the nvidia-container-runtime double", function () {
     const record = path.join(site.hosts[0].rootDirs["/var/log/forge-edge"], "nvidia-container-runtime.log");
     const created = fs.existsSync(record) ? fs.readFileSync(record, "utf8") : "";
