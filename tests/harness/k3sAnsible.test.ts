@@ -204,6 +204,9 @@ describe("harness/doubles/systemctl: answers what exists", function () {
     assert.deepEqual(r.stdout.trim().split("\n"), ["active", "hello from the env file"], r.stderr);
     assert.equal(sh("systemctl is-enabled envd").stdout.trim(), "enabled");
     assert.equal(sh("systemctl disable envd; systemctl is-enabled envd").stdout.trim(), "disabled");
+    // systemd's umask for a unit (exec_context_init: 0022), not the caller's (k3s-install.sh runs with 077).
+    unit("masked", `/bin/sh -c 'umask >/root/umask.out'`);
+    assert.equal(sh("umask 077 && systemctl start masked; cat /root/umask.out").stdout.trim(), "0022");
     unit("broken", "/bin/false");
     r = sh("systemctl start broken; echo rc=$?; systemctl is-active broken");
     assert.deepEqual(r.stdout.trim().split("\n"), ["rc=1", "failed"]);
