@@ -1,7 +1,9 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
+import * as fs from "node:fs";
 import * as path from "node:path";
 
+import { importTimeoutSeconds, k3sWatchesImages } from "../config/images";
 import { kubeletMemoryArgs, SkuProfile } from "../config/skus";
 import { AirgapConfig, NodeBootstrap, NodeConfig, RegistriesConfig } from "../config/stack";
 import { remoteCommand, ScriptParams } from "../scripts/render";
@@ -51,6 +53,11 @@ export class EdgeNode extends pulumi.ComponentResource {
   public readonly fetch?: command.remote.Command;
   /** Online installs with `bootstrap.prePullImages`: K3s's background pull of them, right after K3s runs. */
   public readonly prePull?: command.remote.Command;
+  /**
+   * Air gap with stack image tarballs, on a K3s with the image watcher: the step that places them once K3s runs
+   * and waits until containerd has every image the stack runs. What the stack's pods wait for.
+   */
+  public readonly imagesImported?: command.remote.Command;
   /** What the runtime step found on the node, e.g. `gpus=1 tegra=false runtime=/usr/bin/nvidia-container-runtime`. */
   public readonly gpuReport: pulumi.Output<string>;
 
@@ -67,6 +74,21 @@ export class EdgeNode extends pulumi.ComponentResource {
     const prePullCreate = images.length
       ? remoteCommand("image-prepull", prePullParams(images, bootstrap), node.user)
       : undefined;
+    const files = airgap ? airgapFiles(airgap, sku) : [];
+    const late = importsLate(bootstrap) ? files.filter((f) => f.stack) : [];
+    // The tarballs' local sizes bound the import's wait; size and mtime also re-run it when a tarball changes.
+    const lateStats = late.map((f) => fs.statSync(f.source));
+    const importCreate = late.length
+      ? remoteCommand(
+          "airgap-import",
+          airgapImportParams(
+            late,
+            lateStats.map((st) => st.size),
+            bootstrap.airgapImages ?? [],
+          ),
+          node.user,
+        )
+      : undefined;
 
     // The provider bounds only the TCP connect of its dial: a host that accepts TCP but never speaks SSH would hang
     // a step forever. The probe proves, within SSH_PROBE_SECONDS, that the node speaks SSH, and runs again whenever
@@ -75,7 +97,11 @@ export class EdgeNode extends pulumi.ComponentResource {
       `${name}-ssh-probe`,
       {
         create: sshProbeCommand(node),
-        triggers: [runtimeCreate, k3sCreate, ...[fetchCreate, prePullCreate].filter((c) => c !== undefined)],
+        triggers: [
+          runtimeCreate,
+          k3sCreate,
+          ...[fetchCreate, prePullCreate, importCreate].filter((c) => c !== undefined),
+        ],
         addPreviousOutputInEnv: false,
       },
       { parent: this, dependsOn: args.after ?? [] },
@@ -106,16 +132,17 @@ export class EdgeNode extends pulumi.ComponentResource {
           after,
         )
       : undefined;
-    const copies = airgap
-      ? airgapFiles(airgap, sku).map(
-          (f) =>
-            new command.remote.CopyToRemote(
-              `${name}-airgap-${f.id}`,
-              { connection, source: new pulumi.asset.FileAsset(f.source), remotePath: f.remotePath },
-              { parent: this, customTimeouts: timeouts, dependsOn: [...after, stage!] },
-            ),
-        )
-      : [];
+    const copies = files.map((f) => ({
+      late: late.includes(f),
+      copy: new command.remote.CopyToRemote(
+        `${name}-airgap-${f.id}`,
+        { connection, source: new pulumi.asset.FileAsset(f.source), remotePath: f.remotePath },
+        { parent: this, customTimeouts: timeouts, dependsOn: [...after, stage!] },
+      ),
+    }));
+    // K3s waits for its own artefacts only; the stack's tarballs copy meanwhile when the import step places them.
+    const k3sCopies = copies.filter((c) => !c.late).map((c) => c.copy);
+    const lateCopies = copies.filter((c) => c.late).map((c) => c.copy);
 
     // Private registries: K3s reads registries.yaml at start, so this precedes the K3s step.
     const registries = bootstrap.registries
@@ -147,7 +174,7 @@ export class EdgeNode extends pulumi.ComponentResource {
       "k3s",
       k3sCreate,
       remoteCommand("k3s-uninstall", { ROLE: node.role }, node.user),
-      [this.runtime, ...copies, ...registries, ...(this.fetch ? [this.fetch] : [])],
+      [this.runtime, ...k3sCopies, ...registries, ...(this.fetch ? [this.fetch] : [])],
       // Secret whatever the caller passed: the token must never be stored or shown in plaintext.
       pulumi.secret(args.token),
     );
@@ -158,8 +185,32 @@ export class EdgeNode extends pulumi.ComponentResource {
       ? step("image-prepull", prePullCreate, remoteCommand("image-prepull-remove", {}, node.user), [this.k3s])
       : undefined;
 
+    // A changed tarball is placed again even when the command (whose wait scales with the sizes) did not change.
+    this.imagesImported = importCreate
+      ? new command.remote.Command(
+          `${name}-airgap-import`,
+          {
+            connection,
+            create: importCreate,
+            delete: remoteCommand("airgap-import-remove", {}, node.user),
+            triggers: late.map((f, i) => `${f.id}:${lateStats[i].size}:${lateStats[i].mtimeMs}`),
+            addPreviousOutputInEnv: false,
+          },
+          {
+            parent: this,
+            customTimeouts: timeouts,
+            deleteBeforeReplace: true,
+            dependsOn: [this.k3s, ...lateCopies],
+          },
+        )
+      : undefined;
+
     this.gpuReport = this.runtime.stdout;
-    this.registerOutputs({ gpuReport: this.gpuReport, k3s: this.k3s.stdout });
+    this.registerOutputs({
+      gpuReport: this.gpuReport,
+      k3s: this.k3s.stdout,
+      ...(this.imagesImported ? { imagesImported: this.imagesImported.stdout } : {}),
+    });
   }
 }
 
@@ -230,12 +281,38 @@ export function k3sParams(
     // Traffic enters through the inference NodePort; the bundled ingress would only hold memory and ports.
     DISABLE: "traefik",
     AIRGAP: airgap !== undefined,
+    // K3s imports these before its kubelet starts: its own images, and the stack's unless the import step places
+    // them once K3s runs.
     AIRGAP_IMAGES: airgap
       ? airgapFiles(airgap, sku)
-          .filter((f) => f.image)
+          .filter((f) => f.image && !(f.stack && importsLate(bootstrap)))
           .map((f) => path.posix.basename(f.remotePath))
           .join(" ")
       : "",
+  };
+}
+
+/**
+ * Whether the stack's image tarballs are placed after K3s starts (the airgap-import step): an air gap that has
+ * them, on a K3s release whose image watcher imports files added while it runs. Otherwise K3s imports them at start.
+ */
+export function importsLate(bootstrap: Pick<NodeBootstrap, "k3sVersion" | "airgap">): boolean {
+  return (bootstrap.airgap?.stackImageTarballs.length ?? 0) > 0 && k3sWatchesImages(bootstrap.k3sVersion);
+}
+
+/**
+ * The airgap-import step's script parameters: the staged tarballs it places, the images it waits for, and how long
+ * it waits (from the tarballs' sizes on the machine running pulumi, in the order of `tarballs`).
+ */
+export function airgapImportParams(
+  tarballs: readonly AirgapFile[],
+  bytes: readonly number[],
+  images: readonly string[],
+): ScriptParams {
+  return {
+    TARBALLS: tarballs.map((f) => path.posix.basename(f.remotePath)).join(" "),
+    IMAGES: images.join("\n"),
+    TIMEOUT_SECONDS: importTimeoutSeconds(bytes),
   };
 }
 
@@ -263,6 +340,8 @@ export interface AirgapFile {
   remotePath: string;
   /** An image tarball, for K3s's images directory. */
   image: boolean;
+  /** One of the stack's image tarballs (not K3s's own). */
+  stack: boolean;
 }
 
 /**
@@ -272,19 +351,27 @@ export interface AirgapFile {
 export function airgapFiles(airgap: AirgapConfig, sku: SkuProfile): AirgapFile[] {
   const ext = /\.tar(\.gz|\.zst)?$/.exec(path.basename(airgap.imagesTarball))?.[0] ?? ".tar";
   return [
-    { id: "k3s", source: airgap.k3sBinary, remotePath: `${AIRGAP_DIR}/k3s`, image: false },
-    { id: "installer", source: airgap.installScript, remotePath: `${AIRGAP_DIR}/install.sh`, image: false },
+    { id: "k3s", source: airgap.k3sBinary, remotePath: `${AIRGAP_DIR}/k3s`, image: false, stack: false },
+    {
+      id: "installer",
+      source: airgap.installScript,
+      remotePath: `${AIRGAP_DIR}/install.sh`,
+      image: false,
+      stack: false,
+    },
     {
       id: "images",
       source: airgap.imagesTarball,
       remotePath: `${AIRGAP_DIR}/images/k3s-airgap-images-${sku.arch}${ext}`,
       image: true,
+      stack: false,
     },
     ...(airgap.stackImageTarballs ?? []).map((source) => ({
       id: `image-${path.basename(source).replace(/\.tar(\.gz|\.zst)?$/, "")}`,
       source,
       remotePath: `${AIRGAP_DIR}/images/${path.basename(source)}`,
       image: true,
+      stack: true,
     })),
   ];
 }

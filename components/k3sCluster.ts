@@ -48,6 +48,11 @@ export class K3sCluster extends pulumi.ComponentResource {
   public readonly summary: NodeSummary[];
   /** Node names per rollout wave, in order: how a bootstrap or a K3s upgrade walks the fleet. */
   public readonly waves: string[][];
+  /**
+   * Air gap: every node's import of the stack's image tarballs (EdgeNode.imagesImported), for the pods that run
+   * those images to wait for; empty when no node has one (online, no stack tarballs, or a K3s without the watcher).
+   */
+  public readonly imagesReady: pulumi.Resource[];
 
   constructor(name: string, args: K3sClusterArgs, opts?: pulumi.ComponentResourceOptions) {
     super("forge:cluster:K3sCluster", name, {}, opts);
@@ -85,9 +90,11 @@ export class K3sCluster extends pulumi.ComponentResource {
         if (!isFirst) drains.push(this.drainOnRemoval(name, node, first, edge, built.get(first.name)!, args));
         return edge;
       });
-      previous = current.map((n) => n.k3s);
+      // The next wave starts once this one's K3s runs and its images are in containerd.
+      previous = current.flatMap((n) => [n.k3s, ...(n.imagesImported ? [n.imagesImported] : [])]);
     }
     this.nodes = args.nodes.map((n) => built.get(n.name)!);
+    this.imagesReady = this.nodes.flatMap((n) => (n.imagesImported ? [n.imagesImported] : []));
     const firstNode = built.get(first.name)!;
 
     const read = new command.remote.Command(

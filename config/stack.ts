@@ -7,6 +7,7 @@
  */
 import { Checker, ConfigSource, keysOf } from "./checker";
 import { capacityProblems, quotaCoverProblems, workloadFitProblems } from "./fit";
+import { stackImageRefs } from "./images";
 import {
   AIRGAP_KEYS,
   AirgapConfig,
@@ -66,6 +67,11 @@ export interface NodeBootstrap {
    * air gap, whose images are staged tarballs.
    */
   readonly prePullImages: readonly string[];
+  /**
+   * Air gap: the images the stack runs, normalised as containerd lists them (config/images.ts), which the node's
+   * import step waits for once K3s imports the stack's tarballs. Empty (or absent) without an air gap.
+   */
+  readonly airgapImages?: readonly string[];
 }
 
 export interface StackConfig extends PlatformConfig {
@@ -244,6 +250,7 @@ export function parseStackConfig(stack: string, src: ConfigSource): StackConfig 
       airgap,
       registries,
       prePullImages: airgap ? [] : [inference.image],
+      airgapImages: airgap ? stackImageRefs(platform, inference.image) : [],
     },
     insecureSkipHostKeyCheck,
   };

@@ -12,7 +12,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as yaml from "js-yaml";
 
-import { devicePluginSpec } from "../components/gpuSharing";
+import { devicePluginImage } from "../config/images";
 import { SkuName } from "../config/skus";
 import { parseStackConfig, type StackConfig } from "../config/stack";
 import { ControlPlane, PodReadyDelay, startControlPlane } from "./controlPlane";
@@ -306,26 +306,18 @@ export function kubeletSiteConfig(
   return out;
 }
 
-/** The image names the stack's workloads run, from the program's own specs. */
+/**
+ * The image names the stack's workloads run, as the stack sets them (config/images.ts, which the program's air-gap
+ * import waits for, in their normalised form).
+ */
 export function stackImageNames(cfg: StackConfig): {
   inference: string;
   devicePlugin: string;
   dcgm?: string;
 } {
-  const ds = devicePluginSpec(
-    {
-      sku: cfg.sku,
-      timeSlicingReplicas: cfg.timeSlicingReplicas,
-      gpuNodes: 1,
-      devicePluginVersion: cfg.devicePluginVersion,
-      dcgmExporter: cfg.dcgmExporter,
-      dcgmExporterImage: cfg.dcgmExporterImage,
-    },
-    "",
-  ) as { spec: { template: { spec: { containers: Array<{ image: string }> } } } };
   return {
     inference: cfg.inference.image,
-    devicePlugin: ds.spec.template.spec.containers[0].image,
+    devicePlugin: devicePluginImage(cfg.devicePluginVersion),
     ...(cfg.dcgmExporter ? { dcgm: cfg.dcgmExporterImage } : {}),
   };
 }

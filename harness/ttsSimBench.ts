@@ -8,6 +8,7 @@
  * file's other figures are kept) and README.md's `bench-tts-sim` section.
  */
 import { execFileSync, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -17,8 +18,11 @@ import { EngineEvent } from "@pulumi/pulumi/automation";
 import { INFERENCE, NAMESPACE } from "../components/names";
 import { openStack, PROJECT, projectCopy } from "./engine";
 import { KubeClient } from "./kubeClient";
-import { ConfigEntry, Site, startSite } from "./site";
+import { parseStackConfig } from "../config/stack";
+import { k3sAirgapImageNames } from "./nodeImages";
+import { ConfigEntry, Site, stackImageNames, startSite } from "./site";
 import {
+  containerdName,
   formattedTimeToServingSim,
   lanShaping,
   recordedDelays,
@@ -38,15 +42,78 @@ export const BEFORE = {
   note: "e904056, the main before b91ca91's bootstrap restructure",
 };
 
-/** Writes a tarball of about `bytes` bytes (random content, so nothing on the way compresses it). */
-function tarball(file: string, bytes: number): string {
-  const blob = `${file}.blob`;
-  execFileSync("head", ["-c", String(bytes), "/dev/urandom"], {
-    stdio: ["ignore", fs.openSync(blob, "w"), "inherit"],
-  });
-  execFileSync("tar", ["-cf", file, "-C", path.dirname(blob), path.basename(blob)]);
-  fs.rmSync(blob);
-  return file;
+/** sha256 of a file, hex (sha256sum streams it: the layer of a sim image is up to GBs). */
+function sha256File(file: string): string {
+  return execFileSync("sha256sum", [file], { encoding: "utf8" }).split(" ")[0];
+}
+
+/**
+ * Writes `file`, an OCI image-layout tarball (what `ctr images import` and K3s's watcher import) of one image with
+ * one uncompressed layer of about `bytes` random bytes (nothing on the way compresses it), named `refs` in
+ * index.json's io.containerd.image.name annotations (index.json first, so a reader finds the names at once).
+ */
+export function writeImageTarball(file: string, refs: readonly string[], bytes: number): string {
+  if (!refs.length) throw new Error("an image tarball needs a name");
+  const work = fs.mkdtempSync(`${file}.d-`);
+  try {
+    const blobs = path.join(work, "layout", "blobs", "sha256");
+    fs.mkdirSync(blobs, { recursive: true });
+    const put = (content: Buffer | string): { digest: string; size: number } => {
+      const buf = Buffer.from(content);
+      const hex = createHash("sha256").update(buf).digest("hex");
+      fs.writeFileSync(path.join(blobs, hex), buf);
+      return { digest: `sha256:${hex}`, size: buf.length };
+    };
+    const payload = path.join(work, "payload");
+    fs.mkdirSync(payload);
+    execFileSync("head", ["-c", String(bytes), "/dev/urandom"], {
+      stdio: ["ignore", fs.openSync(path.join(payload, "blob"), "w"), "inherit"],
+    });
+    const layerTmp = path.join(work, "layer.tar");
+    execFileSync("tar", ["-cf", layerTmp, "-C", payload, "blob"]);
+    fs.rmSync(payload, { recursive: true });
+    const layerHex = sha256File(layerTmp);
+    const layer = { digest: `sha256:${layerHex}`, size: fs.statSync(layerTmp).size };
+    fs.renameSync(layerTmp, path.join(blobs, layerHex));
+    const config = put(
+      JSON.stringify({
+        architecture: "amd64",
+        os: "linux",
+        config: {},
+        rootfs: { type: "layers", diff_ids: [layer.digest] },
+      }),
+    );
+    const manifest = put(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: "application/vnd.oci.image.manifest.v1+json",
+        config: { mediaType: "application/vnd.oci.image.config.v1+json", ...config },
+        layers: [{ mediaType: "application/vnd.oci.image.layer.v1.tar", ...layer }],
+      }),
+    );
+    const layout = path.join(work, "layout");
+    fs.writeFileSync(path.join(layout, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
+    fs.writeFileSync(
+      path.join(layout, "index.json"),
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: "application/vnd.oci.image.index.v1+json",
+        manifests: refs.map((ref) => ({
+          mediaType: "application/vnd.oci.image.manifest.v1+json",
+          ...manifest,
+          annotations: {
+            "io.containerd.image.name": ref,
+            "org.opencontainers.image.ref.name": ref.split(":").pop()!,
+          },
+          platform: { architecture: "amd64", os: "linux" },
+        })),
+      }),
+    );
+    execFileSync("tar", ["-cf", file, "-C", layout, "index.json", "oci-layout", "blobs"]);
+    return file;
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
 }
 
 /** The program tree of `program`: BEFORE exported from git, or a snapshot of today's working tree. */
@@ -104,14 +171,59 @@ function firstReadyEndpoint(kube: KubeClient, until: () => boolean): Promise<num
   });
 }
 
+/** The staged tarballs (paths), by the plan's `files` keys. */
+type Bundle = Record<keyof SimPlan["files"], string>;
+
+/**
+ * The air-gap bundle's image tarballs, of the plan's scaled sizes: real OCI images under the names the stack runs
+ * (today's stack file, normalised as containerd lists them) and K3s's own, so K3s's watcher (the double) records
+ * what the program's import step waits for. Written once per bench: `site` gives the stack file its nodes.
+ */
+function bundleMaker(dir: string, plan: SimPlan): (site: Site) => Bundle {
+  let made: Bundle | undefined;
+  return (site) => {
+    if (made) return made;
+    const config = treeConfig(ROOT, site, site.config.airgap.value);
+    const cfg = parseStackConfig(SIM_SKU, {
+      get: (k) => (k === "airgap" ? undefined : config[k]?.value),
+      isSecret: (k) => config[k]?.secret === true,
+    });
+    const names = stackImageNames(cfg);
+    fs.mkdirSync(dir, { recursive: true });
+    made = {
+      k3sImages: writeImageTarball(
+        path.join(dir, "k3s-airgap-images.tar"),
+        k3sAirgapImageNames().map(containerdName),
+        plan.files.k3sImages,
+      ),
+      inferenceImage: writeImageTarball(
+        path.join(dir, "inference-server.tar"),
+        [containerdName(names.inference)],
+        plan.files.inferenceImage,
+      ),
+      // The GPU images in one tarball: the device plugin and, when enabled, the DCGM exporter (the model has one
+      // size for them).
+      devicePluginImage: writeImageTarball(
+        path.join(dir, "nvidia-device-plugin.tar"),
+        [names.devicePlugin, ...(names.dcgm ? [names.dcgm] : [])].map(containerdName),
+        plan.files.devicePluginImage,
+      ),
+    };
+    return made;
+  };
+}
+
+const SIM_SKU = "p40";
+
 async function oneRun(
   dir: string,
   program: SimRun["program"],
   plan: SimPlan,
   ipBase: number,
+  bundle: (site: Site) => Bundle,
 ): Promise<SimRun> {
   const site = await startSite({
-    sku: "p40",
+    sku: SIM_SKU,
     dir: path.join(dir, "site"),
     ipBase,
     hostOptions: () => ({ durations: JSON.stringify(plan.durations) }),
@@ -125,16 +237,12 @@ async function oneRun(
         "--time-to-serving-sim shapes loopback traffic: run it through bash harness/netns-run.sh",
       );
     for (const args of shaping.add) execFileSync("tc", args, { stdio: ["ignore", "ignore", "pipe"] });
-    const files = path.join(dir, "bundle");
-    fs.mkdirSync(files);
+    const files = bundle(site);
     const airgap = JSON.stringify({
       k3sBinary: JSON.parse(site.config.airgap.value).k3sBinary as string,
       installScript: JSON.parse(site.config.airgap.value).installScript as string,
-      imagesTarball: tarball(path.join(files, "k3s-airgap-images.tar"), plan.files.k3sImages),
-      stackImageTarballs: [
-        tarball(path.join(files, "inference-server.tar"), plan.files.inferenceImage),
-        tarball(path.join(files, "nvidia-device-plugin.tar"), plan.files.devicePluginImage),
-      ],
+      imagesTarball: files.k3sImages,
+      stackImageTarballs: [files.inferenceImage, files.devicePluginImage],
     });
     const tree = programTree(dir, program);
     const { stack } = await openStack({
@@ -163,8 +271,11 @@ async function oneRun(
         },
       });
       if (res.summary.result !== "succeeded") throw new Error(`${program}: up ${res.summary.result}`);
-    } finally {
       deadline = Date.now() + plan.modelLoadMs + 60_000;
+    } catch (e) {
+      // A failed `up` ends the poll at once: nothing is left to wait for.
+      deadline = 0;
+      throw e;
     }
     const upMs = Date.now() - t0;
     const readyAt = await ready;
@@ -201,13 +312,14 @@ export async function ttsSimBench(opts: {
   const runs: SimRun[] = [];
   const base = fs.mkdtempSync(path.join(os.tmpdir(), "forge-tts-sim-"));
   const loads: number[] = [];
+  const bundle = bundleMaker(path.join(base, "bundle"), plan);
   try {
     for (let i = 0; i < (opts.runs ?? 1); i++) {
       for (const program of ["before", "after"] as const) {
         loads.push(os.loadavg()[0]);
         const dir = path.join(base, `${program}-${i}`);
         fs.mkdirSync(dir);
-        const r = await oneRun(dir, program, plan, 200 + 4 * runs.length);
+        const r = await oneRun(dir, program, plan, 200 + 4 * runs.length, bundle);
         runs.push(r);
         console.log(
           `${program}\tserving ${r.servingS.toFixed(2)} s (${r.fromProbeS.toFixed(2)} s from the probe)\tup ${r.upS.toFixed(2)} s\tK3s step ` +

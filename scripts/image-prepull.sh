@@ -8,7 +8,7 @@
 #
 # forge:param IMAGES       image references to pull, one per line
 # forge:param K3S_VERSION  the running K3s release: lists added while K3s runs are read from v1.29.13, v1.30.9,
-#                          v1.31.5 and v1.32.0 on
+#                          v1.31.5 and v1.32.1 on (k3s-io/k3s#11561-#11563; v1.32.0 has no watcher)
 set -euo pipefail
 
 : "${IMAGES:?}" "${K3S_VERSION:?}"
@@ -27,7 +27,8 @@ watches_running() {
   local minor patch
   [[ $1 =~ ^v1\.([0-9]+)\.([0-9]+)[+-] ]] || die "K3S_VERSION '$1' is not a K3s release such as v1.36.4+k3s1"
   minor=${BASH_REMATCH[1]} patch=${BASH_REMATCH[2]}
-  ((minor >= 32 || (minor == 31 && patch >= 5) || (minor == 30 && patch >= 9) || (minor == 29 && patch >= 13)))
+  ((minor >= 33 || (minor == 32 && patch >= 1) || (minor == 31 && patch >= 5) || (minor == 30 && patch >= 9) ||
+    (minor == 29 && patch >= 13)))
 }
 
 count=0

@@ -14,8 +14,9 @@
 # forge:param DISABLE       comma-separated packaged components to disable (servers)
 # forge:param AIRGAP        true: binary, installer and image tarballs were staged in /var/lib/forge-edge/airgap;
 #                           false: k3s-fetch.sh downloaded binary and installer into /var/lib/forge-edge/fetch
-# forge:param AIRGAP_IMAGES space-separated image tarballs staged in /var/lib/forge-edge/airgap/images (K3s's own and
-#                           every image the stack runs), imported by K3s from its images directory
+# forge:param AIRGAP_IMAGES space-separated image tarballs staged in /var/lib/forge-edge/airgap/images, placed in K3s's
+#                           images directory before it starts (it imports them before its kubelet starts): K3s's own,
+#                           plus the stack's on a K3s without the image watcher (airgap-import.sh places them later)
 # forge:param KUBELET_ARGS  kubelet flags (name=value), one per line: the memory kept for the host (system-reserved, eviction-hard)
 set -euo pipefail
 

@@ -23,7 +23,9 @@ export type ScriptName =
   | "k3s-fetch"
   | "k3s-fetch-remove"
   | "image-prepull"
-  | "image-prepull-remove";
+  | "image-prepull-remove"
+  | "airgap-import"
+  | "airgap-import-remove";
 
 export type ScriptParams = Readonly<Record<string, string | number | boolean>>;
 

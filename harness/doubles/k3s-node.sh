@@ -4,6 +4,8 @@
 #
 #   k3s-node.sh containerd   start containerd with the config.toml K3s rendered from our template, import the
 #                            image tarballs of the images directory (as K3s preloads them), retag the test images
+#   k3s-node.sh import FILE  import one file of the images directory as K3s's preloadFile does (the k3s double's
+#                            image watcher calls it while K3s runs); prints "name<TAB>digest" per image
 #   k3s-node.sh kubelet      write K3s's kubelet defaults + this host's drop-in, start the kubelet
 #   k3s-node.sh kube-proxy   start kube-proxy as K3s runs it (iptables mode)
 #   k3s-node.sh start        containerd, kubelet, kube-proxy, and the GPU device-plugin stand-in when FORGE_NODE_GPUS > 0
@@ -24,6 +26,8 @@
 #   FORGE_NODE_WAIT_S      bound of each wait (default 60)
 # Paths are K3s's (pkg/daemons/config, pkg/agent/config); what differs from K3s is in harness/README.md.
 set -euo pipefail
+# shellcheck source=/dev/null
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # k3s_image_refs, k3s_image_stream, K3S_PIN_LABELS, k3s_log
 
 : "${FORGE_NODE_BIN:?FORGE_NODE_BIN (the node toolchain dir) is not set}"
 PIDS=/run/k3s/forge-node
@@ -122,17 +126,78 @@ start_containerd() {
       "$FORGE_NODE_BIN/containerd" --config "$CONTAINERD_CONFIG"
   fi
   wait_for "containerd ($SOCK)" ctr_ version
-  local f
-  shopt -s nullglob
-  for f in "$IMAGES_DIR"/*.tar; do
-    ctr_ images import --no-unpack=false "$f" >/dev/null || fail "importing $f"
-    log "imported $(basename "$f")"
-  done
-  shopt -u nullglob
+  preload_images
   local pair
   for pair in ${FORGE_NODE_RETAG:-}; do
     ctr_ images tag --force "${pair%%=*}" "${pair#*=}" >/dev/null || fail "tagging ${pair%%=*} as ${pair#*=}"
   done
+}
+
+# ---- images (k3s pkg/agent/containerd/containerd.go: PreloadImages, preloadFile; watcher.go) --------------------
+# The files imported since containerd's start ("path<TAB>size mtime", K3s's filesCache) and every file the start
+# looked at, imported or not: the k3s double's image watcher goes on from there.
+IMAGES_CACHE=$PIDS/images.cache
+IMAGES_SEEN=$PIDS/images.seen
+
+# import_image FILE: preloadFile: containerd's import into k8s.io (all platforms), K3s's pin labels on every
+# image, and each tagged name also as name@digest (retagImages). Prints "name<TAB>digest" per image; on failure
+# the error, and returns 1.
+import_image() {
+  local f=$1 refs out name src=""
+  refs=$(k3s_image_refs "$f") || {
+    printf '%s\n' "$refs"
+    return 1
+  }
+  if [[ $f == *.txt ]]; then
+    # A pre-pull list: K3s pulls what the CRI does not have (ImageStatus); no registry is reachable from here.
+    while IFS=$'\t' read -r name _; do
+      [[ -n $name ]] || continue
+      ctr_ images ls -q | grep -qxF "$name" || {
+        echo "failed to pull images from $f: $name: no registry is reachable from a simulated node"
+        return 1
+      }
+    done <<<"$refs"
+  else
+    out=$(k3s_image_stream "$f" | ctr_ images import --all-platforms --no-unpack=false - 2>&1) || {
+      printf '%s\n' "$(tail -n1 <<<"$out")"
+      return 1
+    }
+  fi
+  while IFS=$'\t' read -r name _; do
+    [[ -n $name ]] || continue
+    if [[ $name == *@* && -n $src ]]; then
+      ctr_ images tag --force "$src" "$name" >/dev/null
+    else
+      ctr_ images label "$name" "${K3S_PIN_LABELS[@]}" >/dev/null
+      src=$name
+    fi
+  done <<<"$refs"
+  printf '%s\n' "$refs"
+}
+
+# preload_images: PreloadImages at containerd's start: clear the pins K3s set before, then import every file of the
+# images directory in name order; a file that fails is logged and skipped (K3s starts anyway).
+preload_images() {
+  local n f st
+  while IFS= read -r n; do
+    [[ -n $n ]] && ctr_ images label "$n" io.cattle.k3s.pinned= io.cri-containerd.pinned= >/dev/null
+  done < <(ctr_ images ls -q 'labels."io.cattle.k3s.pinned"==pinned')
+  : >"$IMAGES_CACHE"
+  : >"$IMAGES_SEEN"
+  shopt -s nullglob dotglob
+  for f in "$IMAGES_DIR"/*; do
+    [[ -f $f ]] || continue
+    st=$(stat -c '%s %.9Y' -- "$f")
+    printf '%s\t%s\n' "$f" "$st" >>"$IMAGES_SEEN"
+    k3s_image_supported "$f" || continue
+    if import_image "$f" >"$PIDS/import.out" 2>&1; then
+      printf '%s\t%s\n' "$f" "$st" >>"$IMAGES_CACHE"
+      log "imported $(basename "$f")"
+    else
+      log "ERROR: importing $f: $(tail -n1 "$PIDS/import.out")"
+    fi
+  done
+  shopt -u nullglob dotglob
 }
 
 # ---- kubelet (pkg/daemons/agent: defaultKubeletConfig + kubeletArgsAndConfig) -----------------------------------
@@ -293,5 +358,9 @@ start)
   start_device_plugin
   ;;
 stop) stop_all ;;
-*) fail "usage: k3s-node.sh containerd|kubelet|kube-proxy|start|stop" ;;
+import)
+  [[ -n ${2:-} ]] || fail "usage: k3s-node.sh import FILE"
+  import_image "$2"
+  ;;
+*) fail "usage: k3s-node.sh containerd|kubelet|kube-proxy|start|stop|import FILE" ;;
 esac

@@ -108,3 +108,119 @@ forge_delay() {
   log_call delay "$name" "$s" "bytes=$bytes"
   sleep "$s"
 }
+
+# ---- K3s's import of image tarballs (k3s-io/k3s pkg/agent/containerd: containerd.go preloadFile, watcher.go) ----
+K3S_IMAGES_DIR=/var/lib/rancher/k3s/agent/images
+# watcher.go isFileSupported: rancher/wharfie tarfile.SupportedExtensions plus ".txt", a case-sensitive suffix match.
+K3S_IMAGE_EXTS=(.tar .tar.lz4 .tar.bz2 .tbz .tar.gz .tgz .tar.zst .tzst .txt)
+# containerd.go: K3s's own pin label next to the CRI's, so that it can clear its pins at the next start.
+K3S_PIN_LABELS=(io.cattle.k3s.pinned=pinned io.cri-containerd.pinned=pinned)
+
+k3s_image_supported() {
+  local e
+  for e in "${K3S_IMAGE_EXTS[@]}"; do [[ $1 == *"$e" ]] && return 0; done
+  return 1
+}
+
+# k3s_image_stream FILE: the tar stream of an image tarball, decompressed by its name as wharfie's GetOpener
+# (HasSuffixI) does.
+k3s_image_stream() {
+  case ${1,,} in
+  *.tar) cat -- "$1" ;;
+  *.tar.lz4) lz4 -dc -- "$1" ;;
+  *.tar.bz2 | *.tbz) bzip2 -dc -- "$1" ;;
+  *.tar.gz | *.tgz) gzip -dc -- "$1" ;;
+  *tar.zst | *.tzst) zstd -dc -- "$1" ;;
+  *)
+    echo "unhandled file type; supported extensions: ${K3S_IMAGE_EXTS[*]:0:8}"
+    return 1
+    ;;
+  esac
+}
+
+# k3s_image_tar FILE TAR-ARGS...: tar on the image tarball FILE (decompressed as above); a plain .tar is read in place,
+# so tar can seek past the layers (a GB-sized tarball is listed without reading it all).
+k3s_image_tar() {
+  local f=$1
+  shift
+  if [[ ${f,,} == *.tar ]]; then tar "$@" -f "$f"; else k3s_image_stream "$f" | tar "$@"; fi
+}
+
+# docker_ref REF: REF as containerd names an image (distribution/reference ParseDockerRef: no domain -> docker.io,
+# one path component -> library/, no tag or digest -> :latest; a digest drops the tag). Fails on an invalid name.
+docker_ref() {
+  local ref=$1 name digest="" tag="" domain rest last
+  if [[ $ref == *@* ]]; then
+    digest=${ref#*@}
+    ref=${ref%%@*}
+  fi
+  name=$ref
+  last=${name##*/}
+  if [[ $last == *:* ]]; then
+    tag=${last##*:}
+    name=${name%:*}
+  fi
+  domain=docker.io rest=$name
+  if [[ $name == */* ]]; then
+    local first=${name%%/*}
+    if [[ $first == *[.:]* || $first == localhost || $first != "${first,,}" ]]; then
+      domain=$first
+      rest=${name#*/}
+    fi
+  fi
+  [[ $domain == index.docker.io ]] && domain=docker.io
+  [[ $domain == docker.io && $rest != */* ]] && rest=library/$rest
+  [[ $rest =~ ^[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*$ ]] || return 1
+  [[ -z $tag || $tag =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || return 1
+  if [[ -n $digest ]]; then
+    printf '%s/%s@%s\n' "$domain" "$rest" "$digest"
+  else
+    printf '%s/%s:%s\n' "$domain" "$rest" "${tag:-latest}"
+  fi
+}
+
+# k3s_image_refs FILE: "name<TAB>digest" of every image containerd's Import of FILE creates, then K3s's retag of each
+# tagged name as name@digest (containerd.go retagImages); a pre-pull list's names. On a file that is not an image
+# archive it prints containerd's error and fails. Names: index.json's io.containerd.image.name, else
+# org.opencontainers.image.ref.name, as is (client/import.go imageName); a docker archive's RepoTags normalised
+# (core/images/archive normalizeReference). A docker archive's manifest digest is containerd's conversion: "-".
+k3s_image_refs() {
+  local f=$1 members n
+  if [[ $f == *.txt ]]; then
+    while IFS= read -r n || [[ -n $n ]]; do
+      n=${n//[[:space:]]/}
+      [[ -n $n ]] || continue
+      n=$(docker_ref "$n") && printf '%s\t-\n' "$n"
+    done <"$f"
+    return 0
+  fi
+  # A partial file is a truncated tar stream: containerd's tar reader fails as tar -t does.
+  members=$(k3s_image_tar "$f" -t 2>/dev/null) || {
+    echo "unexpected EOF"
+    return 1
+  }
+  if grep -qx 'index.json' <<<"$members"; then
+    local name digest norm
+    while IFS=$'\t' read -r name digest; do
+      [[ -n $name ]] || continue
+      printf '%s\t%s\n' "$name" "$digest"
+      # retagImages: name.Name()@digest for every name that parses as a tagged reference.
+      if norm=$(docker_ref "$name") && [[ $norm != *@* && ${name##*/} == *:* ]]; then
+        printf '%s@%s\t%s\n' "${norm%:*}" "$digest" "$digest"
+      fi
+    done < <(k3s_image_tar "$f" -xO --occurrence=1 index.json | jq -r '.manifests[]? |
+      [(.annotations["io.containerd.image.name"] // .annotations["org.opencontainers.image.ref.name"] // ""), .digest] | @tsv')
+  elif grep -qx 'manifest.json' <<<"$members"; then
+    while IFS= read -r n; do
+      n=$(docker_ref "$n") && printf '%s\t-\n' "$n"
+    done < <(k3s_image_tar "$f" -xO --occurrence=1 manifest.json | jq -r '.[].RepoTags[]?')
+  else
+    echo "unrecognized image format"
+    return 1
+  fi
+}
+
+# k3s_log LEVEL MSG: one line as K3s's logrus writes it to its journal.
+k3s_log() {
+  printf 'time="%s" level=%s msg="%s"\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$1" "$2"
+}

@@ -9,6 +9,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 
 import { fetchParams, k3sParams, prePullParams } from "../../components/edgeNode";
+import { k3sWatchesImages } from "../../config/images";
 import { SKUS } from "../../config/skus";
 import { NodeConfig } from "../../config/stack";
 import { renderScript } from "../../scripts/render";
@@ -155,5 +156,31 @@ describe("overlapped bootstrap: node scripts (issue 12.3)", () => {
 
     const rm = sb.run(renderScript("image-prepull-remove", {}));
     assert.equal(rm.status, 0, rm.stderr);
+  });
+
+  it("image-prepull and the program agree on which K3s releases watch agent/images (k3s-io/k3s#11561-#11563)", () => {
+    // The watcher was backported to v1.29.13, v1.30.9 and v1.31.5, and came to 1.32 with v1.32.1, not v1.32.0.
+    const cases: [string, boolean][] = [
+      ["v1.29.12+k3s1", false],
+      ["v1.29.13+k3s1", true],
+      ["v1.30.8+k3s1", false],
+      ["v1.30.9+k3s1", true],
+      ["v1.31.4+k3s1", false],
+      ["v1.31.5+k3s1", true],
+      ["v1.32.0+k3s1", false],
+      ["v1.32.1+k3s1", true],
+      ["v1.36.4+k3s1", true],
+    ];
+    for (const [version, watches] of cases) {
+      assert.equal(k3sWatchesImages(version), watches, `the program on ${version}`);
+      const r = sb.run(renderScript("image-prepull", prePullParams(["ok:1"], { k3sVersion: version })));
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(
+        /^prepull=skipped/.test(r.stdout),
+        !watches,
+        `image-prepull.sh on ${version}: ${r.stdout}`,
+      );
+      sb.run(renderScript("image-prepull-remove", {}));
+    }
   });
 });

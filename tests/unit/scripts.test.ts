@@ -7,7 +7,14 @@ import * as path from "node:path";
 
 import { run } from "../../program";
 import { declaredParams, remoteCommand, renderScript, ScriptName, shellQuote } from "../../scripts/render";
-import { fetchParams, k3sParams, prePullParams, runtimeParams } from "../../components/edgeNode";
+import {
+  airgapFiles,
+  airgapImportParams,
+  fetchParams,
+  k3sParams,
+  prePullParams,
+  runtimeParams,
+} from "../../components/edgeNode";
 import { SKUS } from "../../config/skus";
 import { NodeConfig, parseStackConfig } from "../../config/stack";
 import { evaluateStack, ROOT, stackFileConfig, stackSource } from "./support";
@@ -40,6 +47,20 @@ const SCRIPTS: Record<ScriptName, Record<string, string | number | boolean>> = {
   "k3s-fetch-remove": {},
   "image-prepull": prePullParams(["nvcr.io/nvidia/tritonserver:25.01-py3"], { k3sVersion: "v1.36.4+k3s1" }),
   "image-prepull-remove": {},
+  "airgap-import": airgapImportParams(
+    airgapFiles(
+      {
+        k3sBinary: "/s/k3s",
+        installScript: "/s/i.sh",
+        imagesTarball: "/s/k.tar",
+        stackImageTarballs: ["/s/inf.tar"],
+      },
+      SKUS.p40,
+    ).filter((f) => f.stack),
+    [10e9],
+    ["docker.io/library/inference:1"],
+  ),
+  "airgap-import-remove": {},
 };
 
 describe("node scripts", () => {

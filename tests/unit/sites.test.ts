@@ -26,8 +26,11 @@ const LEGACY_URNS = JSON.parse(
   readFileSync(path.join(__dirname, "fixtures/legacyUrns.json"), "utf8"),
 ) as Record<string, string[]>;
 
-/** URNs of resources added after the recording (online installs' k3s-fetch and image-prepull steps, issue 12.3). */
-const ADDED_SINCE = /\$command:remote:Command::[^:]+-(k3s-fetch|image-prepull)$/;
+/**
+ * URNs of resources added after the recording (online installs' k3s-fetch and image-prepull steps, the air gap's
+ * airgap-import step, issue 12.3).
+ */
+const ADDED_SINCE = /\$command:remote:Command::[^:]+-(k3s-fetch|image-prepull|airgap-import)$/;
 
 const node = (name: string, host: string, role = "server", extra: Record<string, unknown> = {}) => ({
   name,

@@ -1,6 +1,7 @@
 /**
  * Issue 12.3: the time-to-serving model (harness/timeToServing.ts) and the bootstrap order it models: the K3s
- * download beside the toolkit install, and K3s's background pull of the stack's images right after K3s runs.
+ * download beside the toolkit install, K3s's background pull of the stack's images right after K3s runs, and in an
+ * air gap K3s's start on its own artefacts while the stack's tarballs are copied, then imported by K3s's watcher.
  */
 import * as assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -21,6 +22,7 @@ import {
   Step,
   timeToServing,
   timeToServingResults,
+  WATCHER_DELAY_SECONDS,
 } from "../../harness/timeToServing";
 import { BenchResults } from "../../harness/benchReport";
 import { parseSets } from "../../harness/timeToServingBench";
@@ -101,6 +103,27 @@ describe("time to serving: the model", () => {
     const re = new Map(simulate(bootstrapSteps("airgap", "restructured", i), i).map((x) => [x.id, x]));
     assert.ok(re.get("k3s")!.start < re.get("copy-stack-images")!.end);
     assert.ok(re.get("k3s")!.end < cur.get("k3s")!.end);
+  });
+
+  it("air gap, restructured: the program's order — K3s on its own artefacts, the import after K3s and the copies, only the GPU and inference pods after it", () => {
+    const i = defaultInputs();
+    const steps = bootstrapSteps("airgap", "restructured", i);
+    const after = new Map(steps.map((s) => [s.id, [...s.after].sort()]));
+    assert.deepEqual(after.get("k3s"), ["copy-k3s", "toolkit"]);
+    assert.deepEqual(after.get("copy-stack-images"), ["stage"]);
+    assert.deepEqual(after.get("image-import"), ["copy-stack-images", "k3s"]);
+    assert.deepEqual(after.get("platform"), ["k3s"], "the platform's objects do not wait for the import");
+    assert.deepEqual(after.get("device-plugin"), ["image-import", "platform"]);
+    assert.deepEqual(after.get("model-load"), ["device-plugin", "platform"]);
+    const t = new Map(simulate(steps, i).map((x) => [x.id, x]));
+    // The copies run beside the runtime step and K3s; the platform's objects are applied while K3s imports.
+    assert.ok(t.get("copy-stack-images")!.start < t.get("k3s")!.end);
+    assert.ok(t.get("platform")!.end < t.get("image-import")!.end);
+    assert.equal(t.get("device-plugin")!.start, t.get("image-import")!.end);
+    // The import: K3s's watcher delay, then the stack's tarballs at the import rate.
+    const importS = (i.inferenceImageGB * 1000 + i.devicePluginImageMB) / i.importMBps;
+    const imp = t.get("image-import")!;
+    assert.ok(Math.abs(imp.end - imp.start - (WATCHER_DELAY_SECONDS + importS)) < 1e-6);
   });
 
   it("the restructure never makes serving later, and every step ends on the critical path's last step", () => {

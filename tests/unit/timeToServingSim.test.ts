@@ -1,4 +1,5 @@
 import * as assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import * as yaml from "js-yaml";
@@ -6,6 +7,7 @@ import * as yaml from "js-yaml";
 import { withPodReadyDelay } from "../../harness/controlPlane";
 import { defaultInputs, timeToServing } from "../../harness/timeToServing";
 import {
+  containerdName,
   formattedTimeToServingSim,
   lanShaping,
   modelAirgapSeconds,
@@ -25,10 +27,8 @@ describe("time to serving, simulated: durations derived from the model's inputs"
     const i = defaultInputs();
     const p = simPlan(i, 0.05);
     assert.equal(p.scale, 0.05);
-    assert.deepEqual(p.durations.delays["k3s-start"], {
-      seconds: i.k3sStartSeconds * 0.05,
-      bytesPerSecond: i.importMBps * 1e6,
-    });
+    assert.deepEqual(p.durations.delays["k3s-start"], { seconds: i.k3sStartSeconds * 0.05 });
+    assert.deepEqual(p.durations.delays["image-import"], { bytesPerSecond: i.importMBps * 1e6 });
     assert.equal(p.modelLoadMs, i.modelLoadSeconds * 0.05 * 1000);
     assert.deepEqual(p.files, {
       k3sImages: i.k3sImagesMB * 1e6 * 0.05,
@@ -45,7 +45,7 @@ describe("time to serving, simulated: durations derived from the model's inputs"
     const p = simPlan(i, SIM_SCALE);
     const staged = p.files.k3sImages + p.files.inferenceImage + p.files.devicePluginImage;
     const modelImportS = (i.k3sImagesMB + i.inferenceImageGB * 1000 + i.devicePluginImageMB) / i.importMBps;
-    const doubleImportS = staged / p.durations.delays["k3s-start"].bytesPerSecond!;
+    const doubleImportS = staged / p.durations.delays["image-import"].bytesPerSecond!;
     assert.ok(
       Math.abs(doubleImportS - modelImportS * SIM_SCALE) < 1e-9,
       `${doubleImportS} vs ${modelImportS}`,
@@ -68,6 +68,37 @@ describe("time to serving, simulated: durations derived from the model's inputs"
   it("refuses a scale outside (0, 1]", () => {
     assert.throws(() => simPlan(defaultInputs(), 0), /scale/);
     assert.throws(() => simPlan(defaultInputs(), 2), /scale/);
+  });
+});
+
+describe("time to serving, simulated: image names as containerd lists them", () => {
+  const CASES: [string, string][] = [
+    ["busybox", "docker.io/library/busybox:latest"],
+    ["vllm/vllm-openai:v0.11.0", "docker.io/vllm/vllm-openai:v0.11.0"],
+    ["nvcr.io/nvidia/k8s-device-plugin:v0.17.4", "nvcr.io/nvidia/k8s-device-plugin:v0.17.4"],
+    ["localhost:5000/app:1", "localhost:5000/app:1"],
+    ["index.docker.io/library/redis:7", "docker.io/library/redis:7"],
+    ["registry.site/inference@sha256:" + "a".repeat(64), "registry.site/inference@sha256:" + "a".repeat(64)],
+  ];
+
+  it("containerdName normalises as distribution/reference's ParseDockerRef", () => {
+    for (const [ref, want] of CASES) assert.equal(containerdName(ref), want, ref);
+  });
+
+  it("the k3s double's docker_ref (what its image watcher records) agrees, and refuses an invalid name", () => {
+    const lib = path.join(ROOT, "harness", "doubles", "lib.sh");
+    for (const [ref, want] of CASES) {
+      const r = spawnSync("bash", ["-c", `set -euo pipefail; . "$0"; docker_ref "$1"`, lib, ref], {
+        encoding: "utf8",
+        env: { ...process.env, FORGE_HARNESS_DIR: "/nonexistent" },
+      });
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout.trim(), want, ref);
+    }
+    const bad = spawnSync("bash", ["-c", `. "$0"; docker_ref "$1"`, lib, "Bad//Name:x"], {
+      encoding: "utf8",
+    });
+    assert.notEqual(bad.status, 0);
   });
 });
 
@@ -193,8 +224,15 @@ describe("time to serving, simulated: results and the README", () => {
       savedFromProbe: 4,
     });
     const md = renderTimeToServingSim(r);
-    assert.match(md, /\| saved \| 4\.0 \| 4\.0 \| 1\.3 \|/);
-    assert.match(md, /\| today \| 40\.0 \| 30\.0 \| 23\.4 \|/);
+    const saved = (plan.predicted.current - plan.predicted.restructured).toFixed(1);
+    assert.match(md, new RegExp(`\\| saved \\| 4\\.0 \\| 4\\.0 \\| ${saved.replace(".", "\\.")} \\|`));
+    assert.match(
+      md,
+      new RegExp(
+        `\\| today \\| 40\\.0 \\| 30\\.0 \\| ${plan.predicted.restructured.toFixed(1).replace(".", "\\.")} \\|`,
+      ),
+    );
+    assert.match(md, /K3s start 1\.25 s and imported at 150 MB\/s the tarballs of/);
     assert.match(md, /before 20\.0 s, today 2\.0 s\. Each run: before 40\.0 \(30\.0; K3s step 1\.0–2\.0\)/);
   });
 });
