@@ -51,6 +51,11 @@ export interface GpuSharingArgs {
   devicePluginVersion: string;
   dcgmExporter: boolean;
   dcgmExporterImage: string;
+  /**
+   * What the plugin pods need before their DaemonSets are applied: the GPU node labels they select, the priority
+   * class they run at, the images an air gap stages. The namespace, RuntimeClass and ConfigMaps need none of it.
+   */
+  podsAfter?: pulumi.Resource[];
 }
 
 /**
@@ -96,7 +101,7 @@ export class GpuSharing extends pulumi.ComponentResource {
     this.devicePlugin = new k8s.apps.v1.DaemonSet(
       `${name}-device-plugin`,
       devicePluginSpec(args, configHash(configText)),
-      { ...inNs, dependsOn: [ns, this.runtimeClass, this.config] },
+      { ...inNs, dependsOn: [ns, this.runtimeClass, this.config, ...(args.podsAfter ?? [])] },
     );
 
     if (args.dcgmExporter) {
@@ -111,7 +116,7 @@ export class GpuSharing extends pulumi.ComponentResource {
       this.dcgmExporter = new k8s.apps.v1.DaemonSet(
         `${name}-dcgm-exporter`,
         dcgmExporterSpec(args.dcgmExporterImage, configHash(dcgmCounters(args.sku)), args.gpuNodes),
-        { ...inNs, dependsOn: [ns, this.runtimeClass, counters] },
+        { ...inNs, dependsOn: [ns, this.runtimeClass, counters, ...(args.podsAfter ?? [])] },
       );
     }
 

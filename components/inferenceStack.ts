@@ -41,6 +41,11 @@ export interface InferenceStackArgs {
   entryNode: string;
   nodePort: number;
   allowedCidrs: readonly string[];
+  /**
+   * What the inference pods need before the Deployment is applied: GPU slices advertised (the device plugin), the
+   * node labels they select, the images an air gap stages. Its ConfigMap, Service, policies and budget need none.
+   */
+  podsAfter?: pulumi.Resource[];
 }
 
 /**
@@ -65,7 +70,11 @@ export class InferenceStack extends pulumi.ComponentResource {
     this.deployment = new k8s.apps.v1.Deployment(
       `${name}-deployment`,
       deploymentSpec(args.inference, configHash(data), args.storage, args),
-      { parent: this, dependsOn: [config], ignoreChanges: DEPLOYMENT_IGNORE_CHANGES },
+      {
+        parent: this,
+        dependsOn: [config, ...(args.podsAfter ?? [])],
+        ignoreChanges: DEPLOYMENT_IGNORE_CHANGES,
+      },
     );
     this.service = new k8s.core.v1.Service(`${name}-service`, serviceSpec(args.inference, args.nodePort), {
       parent: this,

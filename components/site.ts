@@ -173,15 +173,14 @@ export function deploySite(layout: SiteLayout, args: SiteArgs): DeployedSite {
     },
     parent,
   );
-  const k8sOpts = { ...parent, providers: { kubernetes: cluster.provider }, dependsOn: cluster.ready };
+  const k8sOpts = { ...parent, providers: { kubernetes: cluster.provider } };
 
-  // The platform's objects need every node's K3s, not the node labels (only GPU and inference pods select by them).
+  // Objects wait for what they use, not for everything before them: every node's K3s step holds back the whole
+  // flow, but the node labels, the priority classes, staged images and advertised GPU slices hold back only the
+  // pods that need them (the DaemonSets and the Deployment), so the objects around them are applied meanwhile.
   const labels = new Set<pulumi.Resource>(cluster.labels);
-  const platform = new Platform(
-    name("platform"),
-    { quota: site.quota },
-    { ...k8sOpts, dependsOn: cluster.ready.filter((r) => !labels.has(r)) },
-  );
+  const nodesUp = cluster.ready.filter((r) => !labels.has(r));
+  const platform = new Platform(name("platform"), { quota: site.quota }, { ...k8sOpts, dependsOn: nodesUp });
   const gpu = new GpuSharing(
     name("gpu"),
     {
@@ -191,10 +190,10 @@ export function deploySite(layout: SiteLayout, args: SiteArgs): DeployedSite {
       devicePluginVersion: fleet.devicePluginVersion,
       dcgmExporter: fleet.dcgmExporter,
       dcgmExporterImage: fleet.dcgmExporterImage,
+      // The DCGM exporter runs at a platform priority class; nothing else of the platform concerns the GPU objects.
+      podsAfter: [...cluster.labels, ...platform.priorityClasses, ...cluster.imagesReady],
     },
-    // The DCGM exporter runs at a platform priority class; nothing else of the platform (its namespace, quota and
-    // defaults) concerns the GPU objects, so they do not wait for it.
-    { ...k8sOpts, dependsOn: [...cluster.ready, ...platform.priorityClasses] },
+    { ...k8sOpts, dependsOn: nodesUp },
   );
   const inference = new InferenceStack(
     name("inference"),
@@ -206,8 +205,9 @@ export function deploySite(layout: SiteLayout, args: SiteArgs): DeployedSite {
       entryNode: site.nodes[0].name,
       nodePort: site.nodePort,
       allowedCidrs: site.allowedCidrs,
+      podsAfter: [gpu.devicePlugin, ...cluster.labels, ...cluster.imagesReady],
     },
-    { ...k8sOpts, dependsOn: [...cluster.ready, platform, gpu] },
+    { ...k8sOpts, dependsOn: [...nodesUp, platform] },
   );
   return {
     cluster,

@@ -33,6 +33,8 @@ export interface CriticalPathSummary {
   totalS: number;
   engineStartS: number;
   engineFinishS: number;
+  /** After the CLI exited, before `up()` returned (the Automation API's reads); absent where not measured apart. */
+  afterCliS?: number;
   pathStepsS: number;
   pathGapsS: number;
   apiRoundTripMs: number;
@@ -82,6 +84,14 @@ export interface BenchResults {
   peers?: PeersBenchResults;
 }
 
+/** Sections of bench-results.json that other runs write (`--fleet`, `--peers`, `--time-to-serving[-sim]`). */
+const OTHER_RUNS = ["fleet", "peers", "timeToServing", "timeToServingSim"] as const;
+
+/** What a run of the main bench keeps of the previous results: every other run's section, unchanged. */
+export function otherRuns(prev: BenchResults | undefined): Partial<BenchResults> {
+  return Object.fromEntries(OTHER_RUNS.filter((k) => prev?.[k] !== undefined).map((k) => [k, prev![k]]));
+}
+
 const sec = (ms: number): number => Math.round(ms) / 1000;
 const round2 = (x: number): number => Math.round(x * 100) / 100;
 
@@ -92,6 +102,7 @@ export function benchSummary(r: CriticalPathReport, apiRttMs: number): CriticalP
     totalS: sec(r.totalMs),
     engineStartS: sec(r.engineStartMs),
     engineFinishS: sec(r.engineFinishMs),
+    ...(r.afterCliMs !== undefined ? { afterCliS: sec(r.afterCliMs) } : {}),
     pathStepsS: sec(r.pathStepsMs),
     pathGapsS: sec(r.pathGapsMs),
     apiRoundTripMs: Math.round(apiRttMs * 10) / 10,
@@ -147,7 +158,11 @@ function pathTable(cp: CriticalPathSummary): string[] {
     ...rows,
     "",
     `Engine start ${f3(cp.engineStartS)} s + steps ${f3(cp.pathStepsS)} s + hand-overs between them ` +
-      `${f3(cp.pathGapsS)} s + engine finish ${f3(cp.engineFinishS)} s = ${f3(cp.totalS)} s. ` +
+      `${f3(cp.pathGapsS)} s + engine finish ${f3(cp.engineFinishS)} s = ${f3(cp.totalS)} s` +
+      (cp.afterCliS !== undefined
+        ? ` to the CLI's exit (the Automation API's own reads of outputs and history afterwards, ${f3(cp.afterCliS)} s, ` +
+          `are the harness's, not \`pulumi up\`'s). `
+        : ` to \`up()\`'s return (the engine finish includes the Automation API's own reads of outputs and history). `) +
       `Floor ${f3(cp.floor.totalS)} s (node scripts ${f3(cp.floor.scriptS)} s + API round trips ${f3(cp.floor.apiS)} s ` +
       `at ${cp.apiRoundTripMs} ms each + readiness ${f3(cp.floor.readinessS)} s): ours is **${cp.ratio.toFixed(2)}×** ` +
       `the floor, ${cp.ratioWithoutEngine.toFixed(2)}× without the engine's own start and finish.`,

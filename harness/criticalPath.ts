@@ -82,12 +82,17 @@ export interface PathEntry extends Step {
 }
 
 export interface CriticalPathReport {
-  /** The whole operation, as the caller timed it. */
+  /** The whole operation, as the caller timed it: from its start to the CLI's exit. */
   totalMs: number;
   /** Operation start → the first step on the path: CLI, language host, program, plugins. */
   engineStartMs: number;
-  /** The last step's end → the operation returned: checkpoint, CLI exit, the Automation API's own reads. */
+  /** The last step's end → the CLI exited: the last checkpoint, the summary, the plugins' shutdown. */
   engineFinishMs: number;
+  /**
+   * What the caller spent after the CLI exited, outside `totalMs`: the Automation API reads the stack's outputs and
+   * history with two more CLI runs before `up()` returns. A user's `pulumi up` has no such reads.
+   */
+  afterCliMs?: number;
   steps: Step[];
   path: PathEntry[];
   /** Sums over the path. */
@@ -224,7 +229,10 @@ export function analyse(opts: {
   events: TimedEvent[];
   resources: StateResource[];
   t0: number;
+  /** When the CLI exited. */
   tEnd: number;
+  /** When the caller's operation returned, if later (the Automation API's own reads). */
+  tReturned?: number;
   floor: FloorInputs;
 }): CriticalPathReport {
   const steps = resourceSteps(opts.events, opts.resources, opts.t0, opts.tEnd);
@@ -250,6 +258,7 @@ export function analyse(opts: {
     totalMs,
     engineStartMs,
     engineFinishMs,
+    ...(opts.tReturned !== undefined ? { afterCliMs: Math.max(0, opts.tReturned - opts.tEnd) } : {}),
     steps,
     path,
     pathStepsMs: sum((p) => p.duration),
@@ -322,7 +331,10 @@ export function formatPath(report: CriticalPathReport): string {
     ]),
     `engine start ${s3(report.engineStartMs)} s, steps ${s3(report.pathStepsMs)} s, hand-overs ${s3(
       report.pathGapsMs,
-    )} s, engine finish ${s3(report.engineFinishMs)} s = ${s3(report.totalMs)} s`,
+    )} s, engine finish ${s3(report.engineFinishMs)} s = ${s3(report.totalMs)} s to the CLI's exit` +
+      (report.afterCliMs !== undefined
+        ? ` (then the Automation API's own reads of outputs and history, ${s3(report.afterCliMs)} s, not counted)`
+        : ""),
     `floor ${s3(f.total)} s (scripts ${s3(f.script)} + API round trips ${s3(f.api)} + readiness ${s3(
       f.readiness,
     )}); ours ${s3(report.totalMs)} s = ${report.ratio.toFixed(2)}x the floor, ${report.ratioWithoutEngine.toFixed(

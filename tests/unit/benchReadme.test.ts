@@ -7,6 +7,7 @@ import {
   BenchResults,
   currentSection,
   formattedPerformance,
+  otherRuns,
   README_BEGIN,
   README_END,
   renderPerformance,
@@ -68,5 +69,21 @@ describe("the README's performance section", () => {
     assert.equal(replaceSection(readme, "new"), `intro\n${README_BEGIN}\n\nnew\n\n${README_END}\noutro\n`);
     assert.equal(currentSection(replaceSection(readme, "new")), "new");
     assert.throws(() => replaceSection("no markers", "x"), /no "<!-- bench:begin/);
+  });
+});
+
+describe("bench-results.json: a run of the main bench keeps the other runs' figures", () => {
+  it("keeps every section the main bench does not write, unchanged (the simulated time to serving was dropped)", () => {
+    const doc = results();
+    const own = ["date", "machine", "versions", "results", "criticalPath", "baseline"];
+    const others = Object.keys(doc).filter((k) => !own.includes(k));
+    assert.ok(
+      others.includes("timeToServingSim"),
+      `bench-results.json sections: ${Object.keys(doc).join(", ")}`,
+    );
+    const kept = otherRuns(doc) as Record<string, unknown>;
+    assert.deepEqual(Object.keys(kept).sort(), others.sort());
+    for (const k of others) assert.equal(kept[k], (doc as unknown as Record<string, unknown>)[k]);
+    assert.deepEqual(otherRuns(undefined), {});
   });
 });

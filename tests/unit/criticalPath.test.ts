@@ -198,6 +198,27 @@ describe("critical path of an up", () => {
     );
   });
 
+  it("ends `up` at the CLI's exit; the Automation API's reads after it are reported, not counted", () => {
+    const floor = { scriptMs: {}, readinessMs: {}, apiRttMs: 5 };
+    const cli = analyse({
+      events: stream(STEPS),
+      resources: RESOURCES,
+      t0: T0,
+      tEnd: T0 + T_END,
+      tReturned: T0 + T_END + 800,
+      floor,
+    });
+    assert.equal(cli.totalMs, 10_000);
+    assert.equal(cli.engineFinishMs, 1000);
+    assert.equal(cli.afterCliMs, 800);
+    assert.match(
+      formatPath(cli),
+      /= 10\.000 s to the CLI's exit \(then the Automation API's own reads .*, 0\.800 s, not counted\)/,
+    );
+    const plain = analyse({ events: stream(STEPS), resources: RESOURCES, t0: T0, tEnd: T0 + T_END, floor });
+    assert.equal(plain.afterCliMs, undefined);
+  });
+
   it("ends a step that never finished at the operation's end, failed, and still finds its chain", () => {
     const unfinished = stream(STEPS).filter((e) => e.event.resOutputsEvent?.metadata.urn !== DEPLOY);
     const steps = resourceSteps(unfinished, RESOURCES, T0, T0 + T_END);
