@@ -1,8 +1,8 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import * as fs from "node:fs";
 import * as path from "node:path";
 
+import { FileStat } from "../config/checker";
 import { importTimeoutSeconds, k3sWatchesImages } from "../config/images";
 import { kubeletMemoryArgs, SkuProfile } from "../config/skus";
 import { AirgapConfig, NodeBootstrap, NodeConfig, RegistriesConfig } from "../config/stack";
@@ -77,13 +77,12 @@ export class EdgeNode extends pulumi.ComponentResource {
     const files = airgap ? airgapFiles(airgap, sku) : [];
     const late = importsLate(bootstrap) ? files.filter((f) => f.stack) : [];
     // The tarballs' local sizes bound the import's wait; size and mtime also re-run it when a tarball changes.
-    const lateStats = late.map((f) => fs.statSync(f.source));
     const importCreate = late.length
       ? remoteCommand(
           "airgap-import",
           airgapImportParams(
             late,
-            lateStats.map((st) => st.size),
+            late.map((f) => f.stat?.bytes ?? 0),
             bootstrap.airgapImages ?? [],
           ),
           node.user,
@@ -193,7 +192,7 @@ export class EdgeNode extends pulumi.ComponentResource {
             connection,
             create: importCreate,
             delete: remoteCommand("airgap-import-remove", {}, node.user),
-            triggers: late.map((f, i) => `${f.id}:${lateStats[i].size}:${lateStats[i].mtimeMs}`),
+            triggers: late.map((f) => `${f.id}:${f.stat?.bytes ?? ""}:${f.stat?.mtimeMs ?? ""}`),
             addPreviousOutputInEnv: false,
           },
           {
@@ -342,6 +341,8 @@ export interface AirgapFile {
   image: boolean;
   /** One of the stack's image tarballs (not K3s's own). */
   stack: boolean;
+  /** A stack tarball's local size and mtime, as the config read them. */
+  stat?: FileStat;
 }
 
 /**
@@ -366,13 +367,17 @@ export function airgapFiles(airgap: AirgapConfig, sku: SkuProfile): AirgapFile[]
       image: true,
       stack: false,
     },
-    ...(airgap.stackImageTarballs ?? []).map((source) => ({
-      id: `image-${path.basename(source).replace(/\.tar(\.gz|\.zst)?$/, "")}`,
-      source,
-      remotePath: `${AIRGAP_DIR}/images/${path.basename(source)}`,
-      image: true,
-      stack: true,
-    })),
+    ...(airgap.stackImageTarballs ?? []).map((source, i) => {
+      const stat = airgap.stackImageStats?.[i];
+      return {
+        id: `image-${path.basename(source).replace(/\.tar(\.gz|\.zst)?$/, "")}`,
+        source,
+        remotePath: `${AIRGAP_DIR}/images/${path.basename(source)}`,
+        image: true,
+        stack: true,
+        ...(stat ? { stat } : {}),
+      };
+    }),
   ];
 }
 

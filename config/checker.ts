@@ -13,6 +13,14 @@ export interface ConfigSource {
    * nodes). Absent: such paths are checked for form only (tools that parse a stack without its files).
    */
   isFile?(path: string): boolean;
+  /** A file's size and modification time, read with `isFile` (absent, or undefined for a file it cannot stat). */
+  fileStat?(path: string): FileStat | undefined;
+}
+
+/** What the program knows of a local file it copies to the nodes. */
+export interface FileStat {
+  readonly bytes: number;
+  readonly mtimeMs: number;
 }
 
 /** A DNS label: node names, StorageClass names. */

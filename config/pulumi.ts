@@ -2,6 +2,7 @@
 import * as fs from "node:fs";
 import * as pulumi from "@pulumi/pulumi";
 
+import { FileStat } from "./checker";
 import { ConfigError, ConfigSource, parseStackConfig, StackConfig } from "./stack";
 
 // The SDK exports isConfigSecret at runtime but not in its typings.
@@ -17,11 +18,22 @@ export function pulumiConfigSource(project = PROJECT): ConfigSource & { keys(): 
     get: (key) => pulumi.runtime.getConfig(prefix + key),
     isSecret: (key) => runtimeConfig.isConfigSecret(prefix + key),
     isFile,
+    fileStat,
     keys: () =>
       Object.keys(pulumi.runtime.allConfig())
         .filter((k) => k.startsWith(prefix))
         .map((k) => k.slice(prefix.length)),
   };
+}
+
+/** Size and modification time of a local file (the air-gap tarballs, whose size bounds their import's wait). */
+export function fileStat(file: string): FileStat | undefined {
+  try {
+    const st = fs.statSync(file);
+    return { bytes: st.size, mtimeMs: st.mtimeMs };
+  } catch {
+    return undefined;
+  }
 }
 
 /** A readable regular file (the air-gap files the nodes get copied). */

@@ -2,7 +2,7 @@
  * Sites without the internet, or behind their own registry: `airgap` (K3s and the stack's images copied from the
  * machine running pulumi) and `registries` (K3s's registries.yaml, whose credentials reach the node on stdin only).
  */
-import { Checker, ConfigSource, keysOf, readJson } from "../checker";
+import { Checker, ConfigSource, FileStat, keysOf, readJson } from "../checker";
 
 export interface AirgapConfig {
   readonly k3sBinary: string;
@@ -10,9 +10,14 @@ export interface AirgapConfig {
   readonly imagesTarball: string;
   /** Image tarballs of every image the stack runs (device plugin, DCGM exporter, inference), for K3s to import. */
   readonly stackImageTarballs: readonly string[];
+  /**
+   * Each stack tarball's size and mtime, in the same order, read once here: the size bounds the import's wait, and a
+   * change re-runs it. Absent where the config source cannot read files (tools that parse a stack without them).
+   */
+  readonly stackImageStats?: readonly (FileStat | undefined)[];
 }
 
-export const AIRGAP_KEYS = keysOf<keyof AirgapConfig>({
+export const AIRGAP_KEYS = keysOf<Exclude<keyof AirgapConfig, "stackImageStats">>({
   k3sBinary: true,
   installScript: true,
   imagesTarball: true,
@@ -50,6 +55,7 @@ export function parseAirgap(c: Checker, src: ConfigSource): AirgapConfig | undef
     installScript: path("installScript"),
     imagesTarball: path("imagesTarball"),
     stackImageTarballs,
+    ...(src.fileStat ? { stackImageStats: stackImageTarballs.map((t) => src.fileStat!(t)) } : {}),
   };
 }
 

@@ -4,7 +4,7 @@
  * the stack runs. The program's graph under strict mocks, the pure parts, and both node scripts in the sandbox.
  */
 import * as assert from "node:assert/strict";
-import { truncateSync } from "node:fs";
+import { statSync, truncateSync } from "node:fs";
 
 import { run } from "../../program";
 import { airgapFiles, airgapImportParams, importsLate } from "../../components/edgeNode";
@@ -72,6 +72,30 @@ describe("air gap: stack images imported once K3s runs (issue 12.3)", () => {
       );
       // A changed import step re-proves SSH first, like every step's change.
       assert.ok((ev.byName("p40-01-ssh-probe").inputs.triggers as unknown[]).includes(imp.inputs.create));
+      // A tarball replaced by one of another size or age re-runs the import: the config read both, once.
+      const stat = (f: string) => statSync(f);
+      assert.deepEqual(
+        imp.inputs.triggers,
+        airgap.stackImageTarballs.map(
+          (f, i) => `image-${["device-plugin", "inference"][i]}:${stat(f).size}:${stat(f).mtimeMs}`,
+        ),
+      );
+    });
+
+    it("reads the tarballs' sizes in the config, once; a source that cannot read files gives none", () => {
+      const src = stackSource("p40", { airgap });
+      const plain = parseStackConfig("p40", src).airgap!;
+      assert.equal(plain.stackImageStats, undefined);
+      const seen: string[] = [];
+      const withFiles = parseStackConfig("p40", {
+        ...src,
+        fileStat: (f: string) => (seen.push(f), { bytes: 7, mtimeMs: 1 }),
+      }).airgap!;
+      assert.deepEqual(seen, airgap.stackImageTarballs);
+      assert.deepEqual(withFiles.stackImageStats, [
+        { bytes: 7, mtimeMs: 1 },
+        { bytes: 7, mtimeMs: 1 },
+      ]);
     });
 
     it("no import step without stack tarballs, nor on a K3s without the watcher (all tarballs before start)", async () => {
