@@ -406,6 +406,10 @@ describe("harness/doubles/k3s: K3s-faithful behaviour (control plane)", function
     place(h, writeImageTarball(path.join(local, "app.tar"), ["docker.io/forge/kapp:1"], 100_000), "app.tar");
     const j = await journalMatches(h, /Imported images from \S+\/app\.tar in /);
     assert.match(j, /level=info msg="Imported docker\.io\/forge\/kapp:1"/);
+    // Each "Imported <image>" / "Tagged <image>" line names an image, nothing containerd's client wrote to stderr.
+    for (const [, what, name] of j.matchAll(/msg="(Imported|Tagged) ([^"]*)"/g))
+      if (!name.startsWith("images from "))
+        assert.match(name, /^[a-z0-9][a-z0-9._/:@-]*$/, `${what} line with no image name: ${name}`);
     const names = ctrList();
     assert.ok(names.includes("docker.io/forge/kapp:1"), names.join("\n"));
     assert.ok(
